@@ -1,0 +1,30 @@
+"""The one error type for bad input.
+
+Every reader raises :class:`InputError` for anything wrong with a file a user brought (predictions,
+checkpoints, dataset files). The CLI catches it and prints one line naming the file, the record and the
+field, then exits with code 2 and writes nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_INPUT_ERROR = 2
+
+
+class InputError(Exception):
+    """A user-supplied file or option is wrong.
+
+    ``file``: the path; ``record``: where in it (``"line 12"``, ``"index 3"``, ``"key S9/Walking/0"``);
+    ``field``: which field; ``problem``: what was expected and what was found.
+    """
+
+    def __init__(self, file: str | Path | None, record: str | None, field: str | None, problem: str):
+        self.file = None if file is None else str(file)
+        self.record = record
+        self.field = field
+        self.problem = problem
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        where = [p for p in (self.file, self.record, f"field '{self.field}'" if self.field else None) if p]
+        return (": ".join([", ".join(where), self.problem])) if where else self.problem
