@@ -1,0 +1,40 @@
+"""Name -> builder registries for datasets and methods (the names users type on the command line).
+
+A module registers itself with a decorator; ``bench.conf/<group>/<name>.yaml`` holds its options. Both
+registries are filled by importing :mod:`bench.data` and :mod:`methods`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DATASETS: dict[str, Callable[..., Any]] = {}
+METHODS: dict[str, Callable[..., Any]] = {}
+
+
+def _register(table: dict[str, Callable[..., Any]], kind: str, *names: str) -> Callable[[F], F]:
+    def deco(fn: F) -> F:
+        for name in names:
+            if name in table and table[name] is not fn:
+                raise ValueError(f"{kind} {name!r} is registered twice")
+            table[name] = fn
+        return fn
+
+    return deco
+
+
+def register_dataset(*names: str) -> Callable[[F], F]:
+    """Register ``builder(cfg) -> BenchmarkDataset`` under one or more dataset names."""
+    return _register(DATASETS, "dataset", *names)
+
+
+def register_method(*names: str) -> Callable[[F], F]:
+    """Register ``builder(cfg, dataset, weights) -> PoseMethod`` under one or more method names."""
+    return _register(METHODS, "method", *names)
+
+
+def load_all() -> None:
+    """Import every module that registers something."""
+    import bench.data  # noqa: F401
+    import methods  # noqa: F401
