@@ -1,0 +1,111 @@
+"""``python -m bench evaluate method=NAME dataset=NAME [key=value ...]`` (shared/CONTRACT.md).
+
+The config is composed with Hydra's compose API inside this entry point (not ``@hydra.main``), so Lightning's
+DDP launcher can re-run this same command line for the other ranks without creating output folders or
+re-parsing anything differently.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from importlib import resources
+
+from bench.errors import EXIT_INPUT_ERROR, InputError
+
+USAGE = """usage: python -m bench evaluate method=NAME dataset=NAME [data_root=DIR] [predictions=FILE] [weights=FILE]
+                          [devices=N] [out=DIR] [leaderboard_dir=DIR] [other Hydra overrides]
+       python -m bench list          # registered datasets and methods"""
+
+
+def _conf_names(group: str) -> set[str]:
+    folder = resources.files("bench.conf") / group
+    return {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def _split(overrides: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Rewrite ``method=X`` for a name without a config (allowed with predictions=) to the replay config."""
+    values = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith(("+", "~")))
+    out = []
+    for o in overrides:
+        if "=" not in o:
+            raise InputError(None, None, o, "expected key=value")
+        key, val = o.split("=", 1)
+        if key == "method" and val not in _conf_names("method"):
+            if not values.get("predictions") or values.get("predictions") == "null":
+                from bench.registry import METHODS, load_all
+
+                load_all()
+                known = sorted(set(METHODS) | (_conf_names("method") - {"predictions"}))
+                raise InputError(None, None, "method", f"unknown method {val!r}; registered: {', '.join(known)} "
+                                 "(any name is accepted with predictions=FILE)")
+            out += ["method=predictions", f"method.name={val}"]
+        else:
+            out.append(o)
+    return out, values
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides, _ = _split(overrides)
+    try:
+        with initialize_config_module(config_module="bench.conf", version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        msg = " ".join(str(e).split())
+        raise InputError(None, None, None, f"bad override: {msg}") from e
+
+
+def cmd_evaluate(overrides: list[str]) -> int:
+    from rich.console import Console
+
+    from bench.report import print_result
+    from bench.run import evaluate
+
+    cfg = compose(overrides)
+    console = Console(stderr=False)
+    result = evaluate(cfg, console=console)
+    if result is not None:
+        print_result(console, result)
+    return 0
+
+
+def cmd_list() -> int:
+    from bench.registry import DATASETS, METHODS, load_all
+
+    load_all()
+    print("datasets:", " ".join(sorted(DATASETS)))
+    print("methods: ", " ".join(sorted(METHODS)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else EXIT_INPUT_ERROR
+    command, rest = argv[0], argv[1:]
+    debug = os.environ.get("POSEARENA_DEBUG") == "1" or any(a in ("debug=true", "debug=True", "debug=1") for a in rest)
+    try:
+        if command == "evaluate":
+            return cmd_evaluate(rest)
+        if command == "list":
+            return cmd_list()
+        print(f"posearena: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except InputError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"posearena: error: {e.line()}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print("posearena: interrupted; nothing written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

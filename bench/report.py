@@ -1,0 +1,27 @@
+"""The results table printed at the end of a run."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.leaderboard import format_value
+
+MAX_ROWS = 24  # per-action breakdowns can add dozens of keys: the table shows the headline ones
+
+
+def print_result(console: Console, result) -> None:
+    title = f"{result.method} on {result.dataset}" + (f" ({result.variant})" if result.variant else "")
+    if result.bundled:
+        title += "  [bundled sample]"
+    table = Table(title=title, show_lines=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    keys = [k for k in result.metric_keys if k in result.metrics] or list(result.metrics)
+    extra = [k for k in result.metrics if k not in keys]
+    for k in (keys + extra)[:MAX_ROWS]:
+        table.add_row(k, format_value(round(result.metrics[k], 4)))
+    console.print(table)
+    if len(keys) + len(extra) > MAX_ROWS:
+        console.print(f"({len(keys) + len(extra) - MAX_ROWS} more metrics in metrics.json)")
+    console.print(f"samples: {result.num_samples}   metrics.json: {result.out_dir / 'metrics.json'}   "
+                  f"leaderboard: {result.csv_path}")

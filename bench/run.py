@@ -1,0 +1,222 @@
+"""Build the dataset and the method, run them under a Lightning Trainer, score, write the results.
+
+One sample's way: ``dataset[i] -> Sample`` -> DataLoader (a DistributedSampler under DDP) -> ``method.predict_step``
+-> ``Prediction`` -> ``metric.update`` -> (after the epoch, states gathered from every rank)
+``metric.compute`` -> metrics.json + leaderboard row, written by rank 0 only.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning import LightningModule, Trainer
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from bench import leaderboard, provenance
+from bench.data.base import BenchmarkDataset
+from bench.errors import InputError
+from bench.registry import DATASETS, METHODS, load_all
+from bench.types import Sample, collate_samples
+from methods.base import PoseMethod, PredictionsFile
+
+REPO = provenance.REPO
+
+
+class UniqueSamples(Metric):
+    """Counts distinct sample ids seen on all ranks (sampler padding repeats some)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("ids", default=[], dist_reduce_fx="cat")
+
+    def update(self, ids: torch.Tensor) -> None:
+        self.ids.append(ids.to(torch.int64))
+
+    def compute(self) -> torch.Tensor:
+        if isinstance(self.ids, list) and not self.ids:
+            return torch.tensor(0)
+        return torch.tensor(int(torch.unique(dim_zero_cat(self.ids)).numel()))
+
+
+class EvaluationModule(LightningModule):
+    """Runs a method over the test loader and feeds its predictions to the dataset's metric."""
+
+    def __init__(self, method: PoseMethod, metric: Metric):
+        super().__init__()
+        self.method = method
+        self.metric = metric
+        self.count = UniqueSamples()
+        self.results: dict[str, float] = {}
+        self.num_samples = 0
+
+    def test_step(self, batch: list[Sample], batch_idx: int) -> None:
+        preds = self.method.predict_step(batch, batch_idx)
+        self.metric.update([p.output for p in preds], [s.target for s in batch])
+        self.count.update(torch.tensor([s.sample_id for s in batch], device=self.device))
+
+    def on_test_epoch_end(self) -> None:
+        values = self.metric.compute()
+        self.results = {k: float(v) for k, v in values.items()}
+        self.num_samples = int(self.count.compute())
+
+
+@dataclass
+class RunResult:
+    method: str
+    dataset: str
+    variant: str
+    metrics: dict[str, float]
+    metric_keys: list[str]
+    num_samples: int
+    family: str
+    bundled: bool
+    out_dir: Path | None = None
+    csv_path: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def build_dataset(cfg: DictConfig) -> BenchmarkDataset:
+    load_all()
+    name = cfg.dataset.name
+    if name not in DATASETS:
+        raise InputError(None, None, "dataset", f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
+    ds_cfg = OmegaConf.merge(cfg.dataset, {"data_root": cfg.data_root or cfg.dataset.get("data_root")})
+    return DATASETS[name](ds_cfg)
+
+
+def build_method(cfg: DictConfig, ds: BenchmarkDataset) -> tuple[PoseMethod, str]:
+    """The method to run and the sha256 of the predictions file ('' when a model runs)."""
+    if cfg.predictions:
+        path = Path(cfg.predictions)
+        if not path.is_file():
+            raise InputError(path, None, "predictions", "file not found")
+        return PredictionsFile(ds.read_predictions(path), ds), provenance.sha256_file(path)
+    name = cfg.method.name
+    if name not in METHODS:
+        raise InputError(None, None, "method", f"unknown method {name!r}; registered: {', '.join(sorted(METHODS))} "
+                         "(or pass predictions=FILE to score an official results file)")
+    weights = Path(cfg.weights) if cfg.weights else None
+    if weights is not None and not weights.is_file():
+        raise InputError(weights, None, "weights", "file not found")
+    return METHODS[name](cfg.method, ds, weights), ""
+
+
+def make_trainer(cfg: DictConfig) -> Trainer:
+    from lightning.pytorch.callbacks import RichProgressBar
+    from lightning.pytorch.strategies import DDPStrategy
+
+    accelerator = cfg.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    devices = int(cfg.devices)
+    num_nodes = int(cfg.num_nodes)
+    if devices * num_nodes > 1:
+        strategy: Any = DDPStrategy(process_group_backend="nccl" if accelerator == "gpu" else "gloo")
+    else:
+        strategy = "auto"
+    show_bar = bool(cfg.progress) and sys.stderr.isatty()
+    return Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=show_bar,
+        callbacks=[RichProgressBar()] if show_bar else [],
+        use_distributed_sampler=True,
+        inference_mode=True,
+        deterministic=False,
+    )
+
+
+def quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*Consider setting `persistent_workers=True`.*")
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
+    warnings.filterwarnings("ignore", message=r".*gather.*")
+
+
+def default_out(method: str, dataset: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = REPO / "outputs" / f"{stamp}-{dataset}-{method}"
+    out, i = base, 1
+    while out.exists():
+        out, i = Path(f"{base}-{i}"), i + 1
+    return out
+
+
+def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
+    """Run one evaluation. Returns the result on rank 0 and None on the other ranks."""
+    quiet_lightning()
+    t0 = time.perf_counter()
+    ds = build_dataset(cfg)
+    method_name = str(cfg.method.name)
+    if ds.bundled and console is not None and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        console.print(
+            f"[bold yellow]NOTE: no {ds.name!r} data under data_root or $POSEARENA_DATA: using the BUNDLED SAMPLE "
+            f"at {ds.root} (a few samples, not the full benchmark).[/]"
+        )
+    method, pred_sha = build_method(cfg, ds)
+    t_load = time.perf_counter()
+    module = EvaluationModule(method, ds.build_metric())
+    loader = DataLoader(
+        ds, batch_size=int(cfg.batch_size), shuffle=False, num_workers=int(cfg.num_workers),
+        collate_fn=collate_samples,
+    )
+    trainer = make_trainer(cfg)
+    trainer.test(module, dataloaders=loader, verbose=False)
+    t_eval = time.perf_counter()
+    if not trainer.is_global_zero:
+        return None
+    result = RunResult(
+        method=method_name, dataset=ds.name, variant=ds.variant, metrics=module.results,
+        metric_keys=list(ds.metric_keys), num_samples=module.num_samples, family=ds.family, bundled=ds.bundled,
+        timings={"load_s": round(t_load - t0, 3), "evaluate_s": round(t_eval - t_load, 3)},
+    )
+    ordered = {k: result.metrics[k] for k in ds.metric_keys if k in result.metrics}
+    ordered.update({k: v for k, v in result.metrics.items() if k not in ordered})
+    result.metrics = ordered
+    prov = {
+        "code": provenance.git_sha() or provenance.code_version(),
+        "code_version": provenance.code_version(),
+        "data": ds.fingerprint(),
+        "predictions": pred_sha,
+        "world_size": trainer.world_size,
+        "versions": provenance.versions(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    out_dir = Path(cfg.out) if cfg.out else default_out(method_name, ds.name)
+    payload = {
+        "method": method_name, "dataset": ds.name, "variant": ds.variant, "metrics": result.metrics,
+        "num_samples": result.num_samples, "bundled_sample": ds.bundled, "provenance": prov,
+        "timings": result.timings,
+    }
+    leaderboard.write_atomic(out_dir / "metrics.json", leaderboard.metrics_json(payload))
+    result.out_dir = out_dir
+    lb_dir = Path(cfg.leaderboard_dir) if cfg.leaderboard_dir else REPO / "leaderboards"
+    row = leaderboard.make_row(
+        method_name, ds.variant, result.metrics,
+        {"num_samples": result.num_samples, "code": provenance.code_version(), "data": prov["data"],
+         "predictions": pred_sha},
+    )
+    path = leaderboard.csv_path(lb_dir, ds.family, ds.name)
+    leaderboard.upsert_row(path, row, list(result.metrics))
+    result.csv_path = path
+    return result

@@ -1,0 +1,82 @@
+"""posearena's sessions: tests, evaluate, bench, lint (and more as the families land).
+
+All sessions share one virtual environment, ``.nox/posearena`` (torch alone is ~5 GB, so one install serves
+every session); it is rebuilt when pyproject.toml or the pins below change. BlazePose needs numpy<2 and
+protobuf<5 (mediapipe), so it gets its own environment, ``.nox/blazepose``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "none"
+
+ROOT = Path(__file__).parent
+# torch and torchvision are pinned to the builds this platform serves from local disk; an open range would
+# make pip fetch the newest CUDA build from the registry.
+TORCH = ("torch==2.14.1", "torchvision==0.29.1")
+ENVS = {
+    "posearena": ("-e", ".[dev]"),
+    "blazepose": ("-e", ".[dev,blazepose]"),
+}
+
+
+def _env(session: nox.Session, name: str = "posearena") -> str:
+    """Create or refresh the shared environment ``.nox/<name>``; return its python."""
+    env = ROOT / ".nox" / name
+    py = env / "bin" / "python"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + repr((TORCH, ENVS[name])).encode()).hexdigest()
+    stamp = env / ".posearena-stamp"
+    if py.exists() and stamp.exists() and stamp.read_text() == want:
+        return str(py)
+    if env.exists() and not py.exists():
+        shutil.rmtree(env)
+    if not py.exists():
+        session.run(sys.executable, "-m", "venv", str(env), external=True)
+    pip = (str(py), "-m", "pip", "install", "--quiet", "--progress-bar", "off")
+    session.run(*pip, *TORCH, external=True)
+    session.run(*pip, *ENVS[name], external=True)
+    stamp.write_text(want)
+    return str(py)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (``nox -s tests -- -k coco`` passes options to pytest)."""
+    py = _env(session)
+    session.run(py, "-m", "pytest", *(session.posargs or ["-q"]), external=True)
+    if not session.posargs:
+        bp = _env(session, "blazepose")
+        session.run(bp, "-m", "pytest", "-q", "tests/methods/test_blazepose.py", external=True)
+
+
+@nox.session
+def evaluate(session: nox.Session) -> None:
+    """``nox -s evaluate -- method=NAME dataset=NAME ...``; no arguments: BlazePose on the bundled COCO images."""
+    args = session.posargs
+    methods = [a.split("=", 1)[1] for a in args if a.startswith("method=")]
+    needs_mediapipe = (not methods or methods[-1] == "blazepose") and not any(a.startswith("predictions=") for a in args)
+    py = _env(session, "blazepose" if needs_mediapipe else "posearena")
+    session.run(py, "-m", "bench", "evaluate", *args, external=True)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the references: ``nox -s bench -- metric=keypoint_ap`` (or bop, mpjpe)."""
+    py = _env(session)
+    metrics = [a.split("=", 1)[1] for a in session.posargs if a.startswith("metric=")] or ["keypoint_ap"]
+    rest = [a for a in session.posargs if not a.startswith("metric=")]
+    for m in metrics:
+        session.run(py, "-m", f"bench.benchmarks.{m}", *rest, external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    py = _env(session)
+    session.run(py, "-m", "ruff", "check", "bench", "methods", "metrics", "tests", "noxfile.py", external=True)
