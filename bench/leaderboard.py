@@ -124,3 +124,29 @@ def upsert_row(path: Path, row: dict[str, str], metric_keys: Sequence[str]) -> N
 def metrics_json(payload: Mapping[str, Any]) -> bytes:
     """metrics.json bytes: sorted keys inside nested dicts would reorder metrics, so keep insertion order."""
     return (json.dumps(payload, indent=2, allow_nan=True) + "\n").encode()
+
+
+BOP_CORE = ("lmo", "tless", "tudl", "icbin", "itodd", "hb", "ycbv")
+
+
+def update_bop_core(leaderboard_dir: Path) -> Path:
+    """Rewrite ``object6d/bop_core.csv``: AR_C, the mean AR over the 7 BOP core datasets.
+
+    A method appears only when it has a row (same variant) in all 7 dataset CSVs; the per-dataset ARs are
+    kept beside AR_C so the mean can be checked by eye.
+    """
+    folder = Path(leaderboard_dir) / "object6d"
+    tables = {ds: {(r["method"], r.get("variant", "")): r for r in read_rows(folder / f"{ds}.csv")[1]}
+              for ds in BOP_CORE}
+    common = set.intersection(*(set(t) for t in tables.values()))
+    rows = []
+    for key in sorted(common):
+        ars = [float(tables[ds][key]["AR"]) for ds in BOP_CORE]
+        row = {"method": key[0], "variant": key[1], "AR_C": format_value(sum(ars) / len(ars))}
+        row.update({f"AR_{ds}": tables[ds][key]["AR"] for ds in BOP_CORE})
+        rows.append(row)
+    path = folder / "bop_core.csv"
+    columns = ["method", "variant", "AR_C", *(f"AR_{ds}" for ds in BOP_CORE)]
+    with locked(path):
+        write_atomic(path, render_csv(columns, rows))
+    return path

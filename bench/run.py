@@ -218,5 +218,7 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
     )
     path = leaderboard.csv_path(lb_dir, ds.family, ds.name)
     leaderboard.upsert_row(path, row, list(result.metrics))
+    if ds.family == "object6d" and ds.name in leaderboard.BOP_CORE:
+        leaderboard.update_bop_core(lb_dir)
     result.csv_path = path
     return result

@@ -89,3 +89,16 @@ def test_sigkill_mid_write_leaves_the_old_csv(tmp_path):
         assert {r["method"] for r in rows} in ({"keep"}, {"keep", "spam"})
         assert all(len(r) == len(rows[0]) and None not in r.values() for r in rows)
         assert rows[0] == next(csv.DictReader(before.decode().splitlines())) or rows[0]["method"] == "keep"
+
+
+def test_ar_c_only_for_methods_with_all_seven_core_datasets(tmp_path):
+    ars = {"lmo": 0.5, "tless": 0.25, "tudl": 0.75, "icbin": 0.125, "itodd": 0.375, "hb": 0.625, "ycbv": 0.875}
+    for ds, ar in ars.items():
+        path = lb.csv_path(tmp_path, "object6d", ds)
+        lb.upsert_row(path, lb.make_row("full", "", {"AR": ar}, PROV), ["AR"])
+        if ds != "hb":
+            lb.upsert_row(path, lb.make_row("partial", "", {"AR": 1.0}, PROV), ["AR"])
+    rows = list(csv.DictReader(lb.update_bop_core(tmp_path).read_text().splitlines()))
+    assert [r["method"] for r in rows] == ["full"]
+    assert float(rows[0]["AR_C"]) == sum(ars.values()) / 7
+    assert rows[0]["AR_ycbv"] == "0.875"
