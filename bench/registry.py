@@ -35,6 +35,13 @@ def register_method(*names: str) -> Callable[[F], F]:
 
 
 def load_all() -> None:
-    """Import every module that registers something."""
+    """Import every module that registers something, plus the modules named in ``$POSEARENA_PLUGINS``
+    (comma-separated), so a user's own dataset or method registers without touching the suite."""
+    import importlib
+    import os
+
     import bench.data  # noqa: F401
     import methods  # noqa: F401
+
+    for mod in filter(None, (m.strip() for m in os.environ.get("POSEARENA_PLUGINS", "").split(","))):
+        importlib.import_module(mod)

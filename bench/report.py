@@ -23,5 +23,6 @@ def print_result(console: Console, result) -> None:
     console.print(table)
     if len(keys) + len(extra) > MAX_ROWS:
         console.print(f"({len(keys) + len(extra) - MAX_ROWS} more metrics in metrics.json)")
-    console.print(f"samples: {result.num_samples}   metrics.json: {result.out_dir / 'metrics.json'}   "
-                  f"leaderboard: {result.csv_path}")
+    console.print(f"samples: {result.num_samples}", soft_wrap=True)
+    console.print(f"metrics.json: {result.out_dir / 'metrics.json'}", soft_wrap=True, highlight=False)
+    console.print(f"leaderboard:  {result.csv_path}", soft_wrap=True, highlight=False)

@@ -151,6 +151,9 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*Consider setting `persistent_workers=True`.*")
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
     warnings.filterwarnings("ignore", message=r".*gather.*")
+    # padding duplicates are dropped by the metrics (states keyed by sample id), so this advice does not apply
+    warnings.filterwarnings("ignore", message=r".*Using `DistributedSampler` with the dataloaders.*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
 def default_out(method: str, dataset: str) -> Path:

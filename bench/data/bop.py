@@ -1,0 +1,398 @@
+"""The seven BOP core datasets (YCB-V, LM-O, T-LESS, TUD-L, IC-BIN, ITODD, HB) in their official layout.
+
+``data_root`` is the dataset folder itself (e.g. ``.../bop/ycbv``)::
+
+    models_eval/models_info.json, models_eval/obj_XXXXXX.ply
+    test_targets_bop19.json                      [{"scene_id", "im_id", "obj_id", "inst_count"}, ...]
+    <test split>/<scene 6 digits>/scene_gt.json, scene_gt_info.json, scene_camera.json,
+                                  depth/<im 6 digits>.png  (.tif for ITODD)
+
+One ``Sample`` per test image listed in the targets file, sorted by (scene, image);
+``sample_id = scene_id * 1_000_000 + im_id``. Per-dataset parameters follow bop_toolkit's
+``dataset_params.py`` (image size, test split folder: T-LESS and HB evaluate ``test_primesense``) and
+``eval_bop19_pose.py`` (VSD delta 15 mm, 5 mm for ITODD). As the toolkit's evaluation does, the depth is
+``float32(png) * depth_scale`` in mm (0 = missing) and models come from ``models_eval``.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bench.data.base import BenchmarkDataset, resolve_data_root
+from bench.errors import InputError
+from bench.predictions.bop_csv import IM_ID_LIMIT, empty_output, read_bop19_csv, sample_id_of
+from bench.registry import register_dataset
+from bench.types import Prediction, Sample
+from metrics.bop.model import ObjectModel
+
+TARGETS_FILE = "test_targets_bop19.json"
+MODELS_DIR = "models_eval"
+
+
+@dataclass(frozen=True)
+class BopParams:
+    """What differs between the BOP datasets (bop_toolkit dataset_params.py, eval_bop19_pose.py)."""
+
+    test_split: str
+    width: int
+    height: int
+    vsd_delta: float
+    obj_ids: tuple[int, ...]
+    depth_exts: tuple[str, ...] = (".png",)
+    image_dirs: tuple[tuple[str, str], ...] = (("rgb", ".png"), ("rgb", ".jpg"))
+
+
+BOP_PARAMS: dict[str, BopParams] = {
+    "ycbv": BopParams("test", 640, 480, 15.0, tuple(range(1, 22))),
+    "lmo": BopParams("test", 640, 480, 15.0, (1, 5, 6, 8, 9, 10, 11, 12)),
+    "tless": BopParams("test_primesense", 720, 540, 15.0, tuple(range(1, 31))),
+    "tudl": BopParams("test", 640, 480, 15.0, (1, 2, 3)),
+    "icbin": BopParams("test", 640, 480, 15.0, (1, 2)),
+    # ITODD's test split has gray images and .tif depth (the toolkit falls back to .png when .tif is absent).
+    "itodd": BopParams("test", 1280, 960, 5.0, tuple(range(1, 29)), (".tif", ".png"), (("gray", ".tif"),)),
+    "hb": BopParams("test_primesense", 640, 480, 15.0, tuple(range(1, 34))),
+}
+
+
+# ---------------------------------------------------------------- small validated readers
+
+
+def load_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputError(path, None, None, "file not found (official BOP layout expected)") from None
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"line {e.lineno}", None, f"not valid JSON ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(path, None, None, f"cannot read ({e.__class__.__name__})") from None
+
+
+def _numbers(path: Path, record: str, field: str, value: Any, n: int | None = None) -> np.ndarray:
+    """A flat list of finite numbers (``n`` of them when given), as float64."""
+    ok = isinstance(value, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    arr = np.asarray(value, dtype=np.float64) if ok else None
+    if arr is None or (n is not None and arr.size != n) or not np.isfinite(arr).all():
+        want = f"a list of {n} finite numbers" if n is not None else "a list of finite numbers"
+        raise InputError(path, record, field, f"expected {want}, got {str(value)[:60]}")
+    return arr
+
+
+def _int(path: Path, record: str, field: str, value: Any, lo: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise InputError(path, record, field, f"expected an integer >= {lo}, got {value!r}")
+    return value
+
+
+def _field(path: Path, record: str, obj: Any, field: str) -> Any:
+    if not isinstance(obj, dict) or field not in obj:
+        raise InputError(path, record, field, "missing")
+    return obj[field]
+
+
+def read_targets(path: Path) -> list[tuple[int, int, int, int]]:
+    """``test_targets_bop19.json`` -> [(scene_id, im_id, obj_id, inst_count)] in file order."""
+    data = load_json(path)
+    if not isinstance(data, list) or not data:
+        raise InputError(path, None, None, "expected a non-empty JSON list of targets")
+    out = []
+    for i, rec in enumerate(data):
+        r = f"index {i}"
+        scene = _int(path, r, "scene_id", _field(path, r, rec, "scene_id"))
+        im = _int(path, r, "im_id", _field(path, r, rec, "im_id"))
+        if im >= IM_ID_LIMIT:
+            raise InputError(path, r, "im_id", f"expected an integer < {IM_ID_LIMIT}, got {im}")
+        obj = _int(path, r, "obj_id", _field(path, r, rec, "obj_id"))
+        count = _int(path, r, "inst_count", _field(path, r, rec, "inst_count"), lo=1)
+        out.append((scene, im, obj, count))
+    return out
+
+
+def read_ply(path: Path) -> tuple[Tensor, Tensor]:
+    """A triangle mesh (ASCII or binary PLY) -> vertices (N, 3) float64, faces (F, 3) int64."""
+    from plyfile import PlyData, PlyParseError
+
+    try:
+        ply = PlyData.read(str(path))
+    except FileNotFoundError:
+        raise InputError(path, None, None, "file not found (models_eval/obj_XXXXXX.ply expected)") from None
+    except (PlyParseError, ValueError, OSError, UnicodeDecodeError, IndexError, KeyError) as e:
+        raise InputError(path, None, None, f"not a readable PLY file ({str(e)[:80]})") from None
+    names = [e.name for e in ply.elements]
+    if "vertex" not in names or "face" not in names:
+        raise InputError(path, "header", "element", f"needs 'vertex' and 'face' elements, has {names}")
+    vert = ply["vertex"].data
+    for c in "xyz":
+        if c not in vert.dtype.names:
+            raise InputError(path, "element vertex", c, "missing vertex property")
+    v = np.stack([np.asarray(vert[c], dtype=np.float64) for c in "xyz"], axis=1)
+    if not np.isfinite(v).all():
+        raise InputError(path, "element vertex", "xyz", "non-finite vertex coordinate")
+    face = ply["face"].data
+    prop = next((p for p in ("vertex_indices", "vertex_index") if p in face.dtype.names), None)
+    if prop is None:
+        raise InputError(path, "element face", "vertex_indices", "missing face property")
+    lists = face[prop]
+    lens = np.fromiter((len(a) for a in lists), dtype=np.int64, count=len(lists))
+    if (lens != 3).any():
+        i = int(np.flatnonzero(lens != 3)[0])
+        raise InputError(path, f"face {i}", prop, f"only triangles are supported, got {lens[i]} corners")
+    f = np.stack(list(lists)).astype(np.int64) if len(lists) else np.zeros((0, 3), np.int64)
+    if f.size and (f.min() < 0 or f.max() >= len(v)):
+        raise InputError(path, "element face", prop, f"vertex index out of range [0, {len(v)})")
+    return torch.from_numpy(v), torch.from_numpy(f)
+
+
+def read_models(root: Path, obj_ids: Iterable[int]) -> dict[int, ObjectModel]:
+    """models_eval meshes and their models_info entries (diameter, symmetries as stored)."""
+    info_path = root / MODELS_DIR / "models_info.json"
+    info = load_json(info_path)
+    if not isinstance(info, dict):
+        raise InputError(info_path, None, None, "expected a JSON object keyed by object id")
+    models = {}
+    for obj_id in sorted(set(obj_ids)):
+        rec = info.get(str(obj_id))
+        r = f"key '{obj_id}'"
+        if rec is None:
+            raise InputError(info_path, r, None, f"no entry for object {obj_id}, which the test targets use")
+        diameter = _field(info_path, r, rec, "diameter")
+        if isinstance(diameter, bool) or not isinstance(diameter, (int, float)) or not diameter > 0:
+            raise InputError(info_path, r, "diameter", f"expected a positive number, got {diameter!r}")
+        disc = rec.get("symmetries_discrete", [])
+        if not isinstance(disc, list):
+            raise InputError(info_path, r, "symmetries_discrete", "expected a list of 16-number lists")
+        for j, s in enumerate(disc):
+            _numbers(info_path, f"{r} index {j}", "symmetries_discrete", s, 16)
+        cont = rec.get("symmetries_continuous", [])
+        if not isinstance(cont, list):
+            raise InputError(info_path, r, "symmetries_continuous", "expected a list of {axis, offset}")
+        for j, s in enumerate(cont):
+            axis = _numbers(info_path, f"{r} index {j}", "axis", _field(info_path, f"{r} index {j}", s, "axis"), 3)
+            _numbers(info_path, f"{r} index {j}", "offset", _field(info_path, f"{r} index {j}", s, "offset"), 3)
+            if not np.linalg.norm(axis) > 0:
+                raise InputError(info_path, f"{r} index {j}", "axis", "zero-length symmetry axis")
+        verts, faces = read_ply(root / MODELS_DIR / f"obj_{obj_id:06d}.ply")
+        models[obj_id] = ObjectModel(obj_id, verts, faces, float(diameter), disc, cont)
+    return models
+
+
+def load_depth(path: Path, depth_scale: float, height: int, width: int) -> Tensor:
+    """Depth in mm as the toolkit reads it: ``float32(image) * depth_scale`` (in float32); 0 = missing."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except FileNotFoundError:
+        raise InputError(path, None, None, "depth image not found") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputError(path, None, None, f"not a readable depth image ({str(e)[:60]})") from None
+    if arr.shape != (height, width):
+        raise InputError(path, None, None, f"expected a {width}x{height} single-channel depth image, got shape {arr.shape}")
+    depth = arr.astype(np.float32) * np.float32(depth_scale)
+    return torch.from_numpy(depth)
+
+
+# ---------------------------------------------------------------- the dataset
+
+
+@dataclass
+class _Image:
+    scene_id: int
+    im_id: int
+    depth_path: Path
+    depth_scale: float
+    rgb_path: Path | None
+    target: dict[str, Tensor]
+
+
+class BopDataset(BenchmarkDataset):
+    """A BOP core dataset's test targets; each sample is one image with its GT and the objects to localise."""
+
+    family = "object6d"
+    metric_keys = ("AR", "AR_VSD", "AR_MSSD", "AR_MSPD")
+
+    def __init__(self, name: str, root: Path, bundled: bool, params: BopParams,
+                 targets_file: str = TARGETS_FILE):
+        super().__init__(name, root, bundled)
+        self.params = params
+        self.split_dir = self.root / params.test_split
+        self.targets_path = self.root / targets_file
+        targets = read_targets(self.targets_path)
+        per_image: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for scene, im, obj, count in targets:
+            objs = per_image.setdefault((scene, im), [])
+            if any(o == obj for o, _ in objs):
+                raise InputError(self.targets_path, f"scene {scene} image {im}", "obj_id",
+                                 f"object {obj} is listed twice for this image")
+            objs.append((obj, count))
+        self.target_obj_ids = sorted({obj for _, _, obj, _ in targets})
+        self.scene_ids = sorted({s for s, _ in per_image})
+        self.images: list[_Image] = []
+        for scene in self.scene_ids:
+            self.images.extend(self._read_scene(scene, sorted(im for s, im in per_image if s == scene), per_image))
+        self._models: dict[int, ObjectModel] | None = None
+
+    # -- reading
+
+    def _scene_file(self, scene: int, name: str) -> tuple[Path, dict]:
+        path = self.split_dir / f"{scene:06d}" / name
+        data = load_json(path)
+        if not isinstance(data, dict):
+            raise InputError(path, None, None, "expected a JSON object keyed by image id")
+        return path, data
+
+    def _read_scene(self, scene: int, im_ids: list[int], per_image) -> list[_Image]:
+        gt_path, scene_gt = self._scene_file(scene, "scene_gt.json")
+        info_path, scene_info = self._scene_file(scene, "scene_gt_info.json")
+        cam_path, scene_cam = self._scene_file(scene, "scene_camera.json")
+        out = []
+        for im in im_ids:
+            key = str(im)
+            for path, data in ((gt_path, scene_gt), (info_path, scene_info), (cam_path, scene_cam)):
+                if key not in data:
+                    raise InputError(path, f"key '{key}'", None, f"image {im} is a test target but has no entry here")
+            gts, infos, cam = scene_gt[key], scene_info[key], scene_cam[key]
+            if not isinstance(gts, list) or not isinstance(infos, list):
+                raise InputError(gt_path if not isinstance(gts, list) else info_path, f"key '{key}'", None,
+                                 "expected a list of GT instances")
+            if len(infos) != len(gts):
+                raise InputError(info_path, f"key '{key}'", None,
+                                 f"{len(infos)} entries but scene_gt.json has {len(gts)} GT instances")
+            obj, R, t, vis = [], [], [], []
+            for j, (g, inf) in enumerate(zip(gts, infos)):
+                r = f"key '{key}' index {j}"
+                obj.append(_int(gt_path, r, "obj_id", _field(gt_path, r, g, "obj_id")))
+                R.append(_numbers(gt_path, r, "cam_R_m2c", _field(gt_path, r, g, "cam_R_m2c"), 9))
+                t.append(_numbers(gt_path, r, "cam_t_m2c", _field(gt_path, r, g, "cam_t_m2c"), 3))
+                v = _field(info_path, r, inf, "visib_fract")
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                    raise InputError(info_path, r, "visib_fract", f"expected a number in [0, 1], got {v!r}")
+                vis.append(float(v))
+            r = f"key '{key}'"
+            K = _numbers(cam_path, r, "cam_K", _field(cam_path, r, cam, "cam_K"), 9).reshape(3, 3)
+            scale = _field(cam_path, r, cam, "depth_scale")
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+                raise InputError(cam_path, r, "depth_scale", f"expected a positive number, got {scale!r}")
+            depth_path = self._find(scene, "depth", im, self.params.depth_exts)
+            if depth_path is None:
+                raise InputError(self.split_dir / f"{scene:06d}" / "depth", f"image {im}", None,
+                                 f"depth image {im:06d}{self.params.depth_exts[0]} not found")
+            rgb_path = None
+            for folder, ext in self.params.image_dirs:
+                rgb_path = rgb_path or self._find(scene, folder, im, (ext,))
+            targets = per_image[(scene, im)]
+            n = len(obj)
+            target = {
+                "sample_id": torch.tensor(sample_id_of(scene, im), dtype=torch.int64),
+                "scene_id": torch.tensor(scene, dtype=torch.int64),
+                "im_id": torch.tensor(im, dtype=torch.int64),
+                "K": torch.from_numpy(K),
+                "gt_obj_id": torch.tensor(obj, dtype=torch.int64),
+                "gt_R": torch.from_numpy(np.stack(R).reshape(n, 3, 3) if n else np.zeros((0, 3, 3))),
+                "gt_t": torch.from_numpy(np.stack(t) if n else np.zeros((0, 3))),
+                "gt_visib_fract": torch.tensor(vis, dtype=torch.float64),
+                "target_obj_id": torch.tensor([o for o, _ in targets], dtype=torch.int64),
+                "target_inst_count": torch.tensor([c for _, c in targets], dtype=torch.int64),
+            }
+            out.append(_Image(scene, im, depth_path, float(scale), rgb_path, target))
+        return out
+
+    def _find(self, scene: int, folder: str, im: int, exts: Iterable[str]) -> Path | None:
+        for ext in exts:
+            p = self.split_dir / f"{scene:06d}" / folder / f"{im:06d}{ext}"
+            if p.is_file():
+                return p
+        return None
+
+    # -- BenchmarkDataset
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        img = self.images[index]
+        target = dict(img.target)
+        target["depth"] = load_depth(img.depth_path, img.depth_scale, self.params.height, self.params.width)
+        inputs: dict[str, Any] = {"depth_path": str(img.depth_path), "K": target["K"]}
+        if img.rgb_path is not None:
+            inputs["rgb_path"] = str(img.rgb_path)
+        return Sample(int(target["sample_id"]), target, inputs)
+
+    @property
+    def sample_ids(self) -> list[int]:
+        return [int(i.target["sample_id"]) for i in self.images]
+
+    @property
+    def models(self) -> dict[int, ObjectModel]:
+        """The models_eval meshes of every object that the test targets name (read once)."""
+        if self._models is None:
+            self._models = read_models(self.root, self.target_obj_ids)
+        return self._models
+
+    def gt_files(self) -> Iterable[Path]:
+        files = [self.targets_path, self.root / MODELS_DIR / "models_info.json"]
+        files += [self.root / MODELS_DIR / f"obj_{o:06d}.ply" for o in self.target_obj_ids]
+        for scene in self.scene_ids:
+            files += [self.split_dir / f"{scene:06d}" / n for n in ("scene_gt.json", "scene_gt_info.json", "scene_camera.json")]
+        files += [img.depth_path for img in self.images]
+        return files
+
+    def build_metric(self):
+        from metrics.bop import BOPAR
+
+        return BOPAR(models=self.models, vsd_delta=self.params.vsd_delta, image_width=self.params.width,
+                     image_height=self.params.height)
+
+    def read_predictions(self, path: Path) -> dict[int, Prediction]:
+        """A BOP19 results CSV. Estimates for images that are not test targets are ignored (with a warning),
+        as the toolkit's ``eval_calc_errors.py`` only visits the target images."""
+        preds = read_bop19_csv(path)
+        keep = set(self.sample_ids)
+        ignored = [s for s in preds if s not in keep]
+        if ignored:
+            n = sum(int(preds[s].output["obj_id"].numel()) for s in ignored)
+            warnings.warn(f"{path}: {n} estimates on {len(ignored)} images that are not {self.name} test targets "
+                          f"are ignored (as the BOP toolkit does), e.g. scene {ignored[0] // IM_ID_LIMIT} "
+                          f"image {ignored[0] % IM_ID_LIMIT}", stacklevel=2)
+        return {s: p for s, p in preds.items() if s in keep}
+
+    def empty_prediction(self, sample: Sample) -> Prediction:
+        """An image the results file says nothing about: no estimates (its targets count as misses)."""
+        return Prediction(sample.sample_id, empty_output())
+
+
+def _opt(cfg: Any, key: str, default: Any) -> Any:
+    v = cfg.get(key) if cfg is not None else None
+    return default if v is None else v
+
+
+@register_dataset(*BOP_PARAMS)
+def build(cfg: Any) -> BopDataset:
+    """Hydra node ``dataset`` (bench/conf/dataset/<name>.yaml) -> BopDataset.
+
+    Options (null = the official value): ``test_split``, ``vsd_delta``, ``width``, ``height``,
+    ``targets_file``.
+    """
+    name = str(cfg.name)
+    base = BOP_PARAMS[name]
+    params = BopParams(
+        test_split=str(_opt(cfg, "test_split", base.test_split)),
+        width=int(_opt(cfg, "width", base.width)),
+        height=int(_opt(cfg, "height", base.height)),
+        vsd_delta=float(_opt(cfg, "vsd_delta", base.vsd_delta)),
+        obj_ids=base.obj_ids, depth_exts=base.depth_exts, image_dirs=base.image_dirs,
+    )
+    targets_file = str(_opt(cfg, "targets_file", TARGETS_FILE))
+    required = [targets_file, f"{MODELS_DIR}/models_info.json", params.test_split]
+    root, bundled = resolve_data_root(name, _opt(cfg, "data_root", None), required, name if name == "ycbv" else None)
+    return BopDataset(name, root, bundled, params, targets_file)

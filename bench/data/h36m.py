@@ -1,0 +1,161 @@
+"""Human3.6M, VideoPose3D layout: ``data_3d_h36m.npz`` -> one Sample per (subject, action, camera) sequence.
+
+Protocol (facebookresearch/VideoPose3D run.py): test subjects S9 and S11, every frame, the 17 joints
+``[0,1,2,3,6,7,8,12,13,14,15,17,18,19,25,26,27]`` of the 32 mocap joints, world -> camera frame with the
+suite's copy of VideoPose3D's camera constants (float64), GT root-relative (root joint 0 at the origin).
+Actions are grouped by the name before the first space ("Walking 1" -> "Walking").
+
+Options (``bench/conf/dataset/h36m.yaml``):
+- ``subjects``: scored subjects (default ``[S9, S11]``).
+- ``root_relative_pred``: ``true`` (default, the root-relative protocol of HoT / MixSTE / MotionBERT: the
+  predicted root joint is set to 0), ``false`` (VideoPose3D / GLA-GCN: the predicted root is left as it is),
+  or ``subtract`` (the prediction is translated so its root is at 0: for absolute camera-frame poses).
+- ``aggregation``: ``action`` (default: per action weighted by frames, headline = mean of the 15 actions) or
+  ``frame`` (headline pooled over all frames).
+
+Predictions: .npz, key ``"{subject}/{action}/{camera_index}"`` -> ``(T,17,3)`` metres, camera frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from bench.data import h36m_cameras
+from bench.data.base import BenchmarkDataset, resolve_data_root
+from bench.errors import InputError
+from bench.predictions.npz import read_pose_npz
+from bench.registry import register_dataset
+from bench.safe_pickle import load_npz
+from bench.types import Prediction, Sample
+from metrics.mpjpe import H36M_ACTIONS, H36M_METRICS, H36MPoseError
+
+GT_FILE = "data_3d_h36m.npz"
+KEPT_JOINTS: tuple[int, ...] = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
+NUM_MOCAP_JOINTS = 32
+NUM_CAMERAS = 4
+_ROOT_MODES = {True: "zero", False: "keep", "true": "zero", "false": "keep", "zero": "zero", "keep": "keep",
+               "subtract": "subtract"}
+
+
+def action_group(action: str) -> str:
+    """The scored action of a file action name: the part before the first space."""
+    return action.split(" ")[0]
+
+
+@dataclass(frozen=True)
+class Sequence:
+    key: str            # "S9/Walking 1/0"
+    subject: str
+    action: str         # file action name ("Walking 1")
+    camera: int
+    action_index: int   # index into H36M_ACTIONS
+
+
+def load_positions_3d(path: Path, subjects: Iterable[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Read ``positions_3d`` of the given subjects, validated: ``{subject: {action: (T,32,3) float}}``."""
+    data = load_npz(path)
+    if "positions_3d" not in data:
+        raise InputError(path, None, "positions_3d", f"missing key (found {sorted(data)})")
+    obj = data["positions_3d"]
+    tree = obj.item() if obj.dtype == object and obj.shape == () else None
+    if not isinstance(tree, dict):
+        raise InputError(path, "key positions_3d", "positions_3d", "expected a pickled dict {subject: {action: array}}")
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for subject in subjects:
+        actions = tree.get(subject)
+        if not isinstance(actions, dict) or not actions:
+            raise InputError(path, f"key positions_3d/{subject}", subject, "subject missing or has no actions")
+        out[subject] = {}
+        for action, pos in actions.items():
+            rec = f"key positions_3d/{subject}/{action}"
+            if not isinstance(action, str):
+                raise InputError(path, rec, "action", "action names must be strings")
+            if action_group(action) not in H36M_ACTIONS:
+                raise InputError(path, rec, "action", f"unknown action {action_group(action)!r}; expected one of "
+                                                      f"{', '.join(H36M_ACTIONS)}")
+            if not isinstance(pos, np.ndarray) or pos.ndim != 3 or pos.shape[1:] != (NUM_MOCAP_JOINTS, 3):
+                shape = getattr(pos, "shape", type(pos).__name__)
+                raise InputError(path, rec, "positions", f"expected (T, 32, 3) world positions, got {shape}")
+            if pos.dtype.kind != "f" or pos.shape[0] == 0 or not np.isfinite(pos).all():
+                raise InputError(path, rec, "positions", "expected a non-empty finite float array")
+            out[subject][action] = pos
+    return out
+
+
+class H36MDataset(BenchmarkDataset):
+    """S9/S11 sequences (one per subject, action and camera), GT in the camera frame, root-relative."""
+
+    family = "human3d"
+    metric_keys = (*H36M_METRICS, *[f"{m}/{a}" for m in H36M_METRICS for a in H36M_ACTIONS])
+
+    def __init__(self, root: Path, bundled: bool, subjects: Iterable[str] = ("S9", "S11"),
+                 root_relative_pred: Any = True, aggregation: str = "action", name: str = "h36m"):
+        super().__init__(name, root, bundled)
+        self.subjects = tuple(str(s) for s in subjects)
+        mode = root_relative_pred.lower() if isinstance(root_relative_pred, str) else root_relative_pred
+        if mode not in _ROOT_MODES:
+            raise InputError(None, None, "root_relative_pred", f"expected true, false or subtract, got {root_relative_pred!r}")
+        self.pred_root = _ROOT_MODES[mode]
+        if aggregation not in ("action", "frame"):
+            raise InputError(None, None, "aggregation", f"expected action or frame, got {aggregation!r}")
+        self.aggregation = aggregation
+        for s in self.subjects:
+            if s not in h36m_cameras.EXTRINSICS_MM:
+                raise InputError(None, None, "subjects", f"no camera extrinsics for subject {s!r}")
+        self.gt_path = self.root / GT_FILE
+        self.positions = load_positions_3d(self.gt_path, self.subjects)
+        keys = []
+        for s in self.subjects:
+            for a in self.positions[s]:
+                for c in range(NUM_CAMERAS):
+                    keys.append(Sequence(f"{s}/{a}/{c}", s, a, c, H36M_ACTIONS.index(action_group(a))))
+        self.sequences: list[Sequence] = sorted(keys, key=lambda q: q.key)
+        self.index = {q.key: i for i, q in enumerate(self.sequences)}
+        self.variant = "" if (self.pred_root, aggregation) == ("zero", "action") else \
+            f"pred_root={self.pred_root},aggregation={aggregation}"
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def num_frames(self, i: int) -> int:
+        q = self.sequences[i]
+        return int(self.positions[q.subject][q.action].shape[0])
+
+    def gt_joints(self, i: int) -> torch.Tensor:
+        """``(T,17,3)`` float64 camera-frame GT of sequence ``i`` in metres, root joint at the origin."""
+        q = self.sequences[i]
+        world = torch.from_numpy(self.positions[q.subject][q.action][:, list(KEPT_JOINTS)]).to(torch.float64)
+        ori, trans = h36m_cameras.camera_extrinsics(q.subject, q.camera)
+        cam = h36m_cameras.world_to_camera(world, ori, trans)
+        return cam - cam[:, :1]
+
+    def __getitem__(self, i: int) -> Sample:
+        q = self.sequences[i]
+        target = {"joints": self.gt_joints(i), "sample_id": torch.tensor(i), "action": torch.tensor(q.action_index)}
+        inputs = {"key": q.key, "subject": q.subject, "action": q.action, "camera": q.camera,
+                  "camera_id": h36m_cameras.CAMERA_IDS[q.camera]}
+        return Sample(sample_id=i, target=target, inputs=inputs)
+
+    def gt_files(self) -> Iterable[Path]:
+        return [self.gt_path]
+
+    def build_metric(self) -> Metric:
+        return H36MPoseError(actions=H36M_ACTIONS, pred_root=self.pred_root, aggregation=self.aggregation)
+
+    def read_predictions(self, path: Path) -> dict[int, Prediction]:
+        expected = {q.key: (self.num_frames(i), len(KEPT_JOINTS), 3) for i, q in enumerate(self.sequences)}
+        arrays = read_pose_npz(path, expected, what="sequence")
+        return {self.index[k]: Prediction(self.index[k], {"joints": v}) for k, v in arrays.items()}
+
+
+@register_dataset("h36m")
+def build_h36m(cfg) -> H36MDataset:
+    root, bundled = resolve_data_root("h36m", cfg.get("data_root"), [GT_FILE], sample="h36m")
+    return H36MDataset(root, bundled, subjects=list(cfg.get("subjects", ["S9", "S11"])),
+                       root_relative_pred=cfg.get("root_relative_pred", True),
+                       aggregation=str(cfg.get("aggregation", "action")), name=str(cfg.get("name", "h36m")))
