@@ -80,3 +80,15 @@ def bench(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     py = _env(session)
     session.run(py, "-m", "ruff", "check", "bench", "methods", "metrics", "tests", "noxfile.py", external=True)
+
+
+@nox.session
+def leaderboards(session: nox.Session) -> None:
+    """Regenerate every committed leaderboard CSV from leaderboards/manifest.yaml (byte-identical)."""
+    session.run(_env(session), "-m", "bench", "leaderboards", external=True)
+
+
+@nox.session
+def regression(session: nox.Session) -> None:
+    """Recompute the committed leaderboard rows and fail, with a diff table, on any change."""
+    session.run(_env(session), "-m", "bench", "regression", external=True)

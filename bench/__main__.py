@@ -15,7 +15,9 @@ from bench.errors import EXIT_INPUT_ERROR, InputError
 
 USAGE = """usage: python -m bench evaluate method=NAME dataset=NAME [data_root=DIR] [predictions=FILE] [weights=FILE]
                           [devices=N] [out=DIR] [leaderboard_dir=DIR] [other Hydra overrides]
-       python -m bench list          # registered datasets and methods"""
+       python -m bench list          # registered datasets and methods
+       python -m bench leaderboards  # regenerate leaderboards/ from leaderboards/manifest.yaml
+       python -m bench regression    # recompute the committed rows and fail on any difference"""
 
 
 def _conf_names(group: str) -> set[str]:
@@ -95,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_evaluate(rest)
         if command == "list":
             return cmd_list()
+        if command == "leaderboards":
+            from bench.manifest import regenerate
+
+            regenerate()
+            return 0
+        if command == "regression":
+            from bench.manifest import regression
+
+            return regression()
         print(f"posearena: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except InputError as e:
