@@ -1,0 +1,68 @@
+"""Shared fixtures: running the CLI in a subprocess, and small COCO cases built from the bundled sample."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COCO_SAMPLE = REPO / "bench" / "data" / "samples" / "coco"
+COCO_GT = COCO_SAMPLE / "annotations" / "person_keypoints_val2017.json"
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m bench <args>`` in a subprocess, from the repo root."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env.pop("POSEARENA_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def perturbed_results(gt: dict, seed: int, drop: float = 0.1, extra: int = 2) -> list[dict]:
+    """COCO keypoint results made from the GT: jittered keypoints, dropped people, false positives."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in gt["annotations"]:
+        if a.get("num_keypoints", 0) == 0 or rng.random() < drop:
+            continue
+        k = np.array(a["keypoints"], dtype=float).reshape(-1, 3)
+        k[:, :2] += rng.normal(0, 2 + 0.05 * np.sqrt(a["area"]), size=(len(k), 2))
+        k[:, 2] = rng.random(len(k))
+        out.append({"image_id": a["image_id"], "category_id": 1, "keypoints": k.ravel().round(3).tolist(),
+                    "score": round(float(rng.random()), 4)})
+    for img in gt["images"]:
+        for _ in range(extra):
+            k = np.column_stack([rng.random(17) * img["width"], rng.random(17) * img["height"], rng.random(17)])
+            out.append({"image_id": img["id"], "category_id": 1, "keypoints": k.ravel().round(3).tolist(),
+                        "score": round(float(rng.random()) * 0.5, 4)})
+    return out
+
+
+@pytest.fixture(scope="session")
+def coco_gt() -> dict:
+    return json.loads(COCO_GT.read_text())
+
+
+@pytest.fixture(scope="session")
+def coco7(tmp_path_factory, coco_gt) -> tuple[Path, Path]:
+    """A 7-image COCO-layout data_root (the 4 real images' GT plus 3 shifted copies) and a results file."""
+    root = tmp_path_factory.mktemp("coco7")
+    gt = json.loads(json.dumps(coco_gt))
+    images, anns = list(gt["images"]), list(gt["annotations"])
+    for j, img in enumerate(coco_gt["images"][:3]):
+        new_id = 900000 + j
+        images.append({**img, "id": new_id, "file_name": f"{new_id:012d}.jpg"})
+        for a in coco_gt["annotations"]:
+            if a["image_id"] == img["id"]:
+                anns.append({**a, "id": 9000000 + len(anns), "image_id": new_id})
+    gt["images"], gt["annotations"] = images, anns
+    (root / "annotations").mkdir()
+    (root / "annotations" / "person_keypoints_val2017.json").write_text(json.dumps(gt))
+    preds = root / "results.json"
+    preds.write_text(json.dumps(perturbed_results(gt, seed=7)))
+    return root, preds
