@@ -174,7 +174,8 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
     if ds.bundled and console is not None and int(os.environ.get("LOCAL_RANK", "0")) == 0:
         console.print(
             f"[bold yellow]NOTE: no {ds.name!r} data under data_root or $POSEARENA_DATA: using the BUNDLED SAMPLE "
-            f"at {ds.root} (a few samples, not the full benchmark).[/]"
+            f"at {ds.root} (a few samples, not the full benchmark).[/]",
+            soft_wrap=True,
         )
     method, pred_sha = build_method(cfg, ds)
     t_load = time.perf_counter()
