@@ -53,8 +53,6 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "bytearray"): bytearray,
-    ("__builtin__", "set"): set,
-    ("__builtin__", "frozenset"): frozenset,
 }
 
 
@@ -67,6 +65,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == "__builtin__":  # protocol 0-2 pickles name Python 2's module
+            module = "builtins"
         allowed = _ALLOWED.get((module, name))
         if allowed is not None:
             return allowed
@@ -98,7 +98,7 @@ def load_pickle(file: str | Path | BinaryIO, *, source: str | Path | None = None
         return RestrictedUnpickler(file, source=source, encoding=encoding).load()
     except InputError:
         raise
-    except Exception as e:  # truncated/corrupt streams raise many types
+    except Exception as e:  # noqa: BLE001 - truncated/corrupt streams raise many types
         raise InputError(source, None, None, f"not a valid pickle: {type(e).__name__}: {e}") from None
 
 
@@ -154,7 +154,7 @@ def load_npz(path: str | Path, allow_pickle_objects: bool = True) -> dict[str, n
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 name = info.filename
-                key = name[:-4] if name.endswith(".npy") else name
+                key = name.removesuffix(".npy")
                 with zf.open(info) as member:
                     out[key] = np.array(_read_npy(member, path, key, allow_pickle_objects))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error) as e:

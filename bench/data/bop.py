@@ -328,6 +328,10 @@ class BopDataset(BenchmarkDataset):
             inputs["rgb_path"] = str(img.rgb_path)
         return Sample(int(target["sample_id"]), target, inputs)
 
+    def annotations(self, index: int) -> dict[str, Tensor]:
+        """The target of sample ``index`` without its depth image (cheap: nothing is read from disk)."""
+        return dict(self.images[index].target)
+
     @property
     def sample_ids(self) -> list[int]:
         return [int(i.target["sample_id"]) for i in self.images]
@@ -348,10 +352,9 @@ class BopDataset(BenchmarkDataset):
         return files
 
     def build_metric(self):
-        from metrics.bop import BOPAR
+        from metrics.bop.ar import BOPAR
 
-        return BOPAR(models=self.models, vsd_delta=self.params.vsd_delta, image_width=self.params.width,
-                     image_height=self.params.height)
+        return BOPAR(models=self.models, vsd_delta=self.params.vsd_delta, image_width=self.params.width)
 
     def read_predictions(self, path: Path) -> dict[int, Prediction]:
         """A BOP19 results CSV. Estimates for images that are not test targets are ignored (with a warning),

@@ -17,9 +17,10 @@ Predictions: .npz, key ``"{subject}/{action}/{camera_index}"`` -> ``(T,17,3)`` m
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch

@@ -79,6 +79,17 @@ def _fail(path: Path, lines: np.ndarray, bad: np.ndarray, field: str, problem) -
         raise InputError(path, f"line {int(lines[i])}", field, problem(i))
 
 
+def _to_float(values) -> np.ndarray:
+    """Python's ``float()`` per value (as the toolkit parses), NaN where it fails."""
+    def one(x: str) -> float:
+        try:
+            return float(x)
+        except ValueError:
+            return float("nan")
+
+    return np.fromiter((one(x) for x in values), dtype=np.float64, count=len(values))
+
+
 def _ints(path: Path, col: pd.Series, lines: np.ndarray, field: str) -> np.ndarray:
     s = col.str.strip()
     ok = s.str.fullmatch(r"[+-]?\d{1,18}").to_numpy(dtype=bool)
@@ -87,7 +98,7 @@ def _ints(path: Path, col: pd.Series, lines: np.ndarray, field: str) -> np.ndarr
 
 
 def _floats(path: Path, col: pd.Series, lines: np.ndarray, field: str) -> np.ndarray:
-    v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    v = _to_float(col.to_list())
     _fail(path, lines, ~np.isfinite(v), field, lambda i: f"expected a finite number, got {col.iloc[i].strip()!r}")
     return v
 
@@ -98,8 +109,7 @@ def _vectors(path: Path, col: pd.Series, lines: np.ndarray, field: str, n: int) 
     _fail(path, lines, count != n, field, lambda i: f"expected {n} space-separated values, found {count[i]}")
     if len(col) == 0:
         return np.zeros((0, n))
-    flat = pd.Series(np.concatenate(parts.to_list()))
-    v = pd.to_numeric(flat, errors="coerce").to_numpy(dtype=np.float64).reshape(-1, n)
+    v = _to_float(np.concatenate(parts.to_list()).tolist()).reshape(-1, n)
     bad = ~np.isfinite(v).all(axis=1)
 
     def problem(i: int) -> str:
@@ -111,10 +121,15 @@ def _vectors(path: Path, col: pd.Series, lines: np.ndarray, field: str, n: int) 
 
 
 def _parse_fast(body: str) -> tuple[np.ndarray, ...] | None:
-    """The common case in pandas' C parser; ``None`` when anything looks off (the slow path then finds it)."""
+    """The common case in pandas' C parser; ``None`` when anything looks off (the slow path then finds it).
+
+    Its default float converter (pandas >= 1.2: "high", correctly rounded) gives the same doubles as the
+    toolkit's ``float()``; tests/predictions/test_bop_csv.py checks that bit for bit.
+    """
+    exact = {"engine": "c", "skip_blank_lines": False}
     try:
         df = pd.read_csv(
-            io.StringIO(body), header=None, names=FIELDS, engine="c", skip_blank_lines=False,
+            io.StringIO(body), header=None, names=FIELDS, **exact,
             dtype={"scene_id": np.int64, "im_id": np.int64, "obj_id": np.int64, "score": np.float64,
                    "R": str, "t": str, "time": np.float64},
         )
@@ -123,8 +138,8 @@ def _parse_fast(body: str) -> tuple[np.ndarray, ...] | None:
             col = df[field]
             if col.isna().any():
                 return None
-            v = pd.read_csv(io.StringIO("\n".join(col.to_list())), sep=r"\s+", header=None, engine="c",
-                            dtype=np.float64, skip_blank_lines=False).to_numpy()
+            v = pd.read_csv(io.StringIO("\n".join(col.to_list())), sep=r"\s+", header=None, dtype=np.float64,
+                            **exact).to_numpy()
             if v.shape != (len(df), n):
                 return None
             vecs.append(v)

@@ -9,8 +9,8 @@ arrays refused (a prediction file has no business holding Python objects).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch

@@ -1,0 +1,277 @@
+"""ViTPose (methods/human2d/vitpose.py) against the official ViTPose code.
+
+Golden data in tests/data/human2d_topdown/ come from running ViTAE-Transformer/ViTPose @ c050ed29 (its
+mmpose 0.24 ``ViT`` backbone, ``TopdownHeatmapSimpleHead``, ``TopDown.forward_test`` with flip test,
+``TopDownCocoDataset._xywh2cs``, ``TopDownAffine(use_udp=True)``, ``TopDownCocoDataset.evaluate`` rescoring +
+OKS-NMS) with /tmp/ref/gen_golden.py, framework registries replaced by stand-ins:
+
+- ``official_keys.json``: state-dict names and shapes of the official ``TopDown`` model for ViTPose-S/B/L/H
+  (classic decoder) and ViTPose-S (simple decoder);
+- ``vitpose_s_golden.npz``: heatmaps of the official ViTPose-S (classic, simple) with the weights of
+  :func:`seeded_value` on ``torch.randn(2, 3, 256, 192, generator=manual_seed(0))`` (sample 0 kept), and the
+  four cv2 crops of ``synthetic.png``;
+- ``golden.json["pipeline"]``: ``forward_test`` preds (flip test, UDP decoding) of those crops and the final
+  instances of ``evaluate`` (rescoring, OKS-NMS 0.9).
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from bench.errors import InputError
+from bench.registry import METHODS
+from bench.types import Sample
+from methods.human2d import vitpose as vp
+from methods.human2d.topdown import CropBoxes, decode_udp_heatmaps, instances, normalize
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "human2d_topdown"
+KEYS = json.loads((DATA / "official_keys.json").read_text())
+GOLD = json.loads((DATA / "golden.json").read_text())
+NPZ = np.load(DATA / "vitpose_s_golden.npz")
+
+
+def seeded_value(key: str, shape) -> torch.Tensor:
+    """Deterministic weights per key (the same rule produced the golden outputs in gen_golden.py)."""
+    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    if key.endswith("num_batches_tracked"):
+        return torch.tensor(0, dtype=torch.int64)
+    if key.endswith("running_var"):
+        return 0.5 + torch.rand(shape, generator=g)
+    if len(shape) >= 2:
+        fan_in = int(np.prod(shape[1:]))
+        return torch.randn(shape, generator=g) / fan_in ** 0.5
+    if key.endswith("weight"):
+        return 1.0 + 0.1 * torch.randn(shape, generator=g)
+    return 0.1 * torch.randn(shape, generator=g)
+
+
+_STATES: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def official_state(name: str) -> dict[str, torch.Tensor]:
+    """Official key layout with seeded values (cached: the tests only read it)."""
+    if name not in _STATES:
+        _STATES[name] = {k: seeded_value(k, tuple(s)) for k, s in KEYS[name].items()}
+    return _STATES[name]
+
+
+def to_mmpose1(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same weights in mmpose 1.x names (mmpretrain ViT + HeatmapHead), pos_embed folded to (1, N, C)
+    as mmpose's converted checkpoints hold it."""
+    out = {}
+    for k, v in sd.items():
+        if k == "backbone.pos_embed":
+            v = v[:, 1:] + v[:, :1]
+        k = k.replace("backbone.patch_embed.proj.", "backbone.patch_embed.projection.")
+        k = k.replace("backbone.last_norm.", "backbone.ln1.")
+        k = k.replace("backbone.blocks.", "backbone.layers.")
+        k = k.replace(".norm1.", ".ln1.").replace(".norm2.", ".ln2.")
+        k = k.replace(".mlp.fc1.", ".ffn.layers.0.0.").replace(".mlp.fc2.", ".ffn.layers.1.")
+        k = k.replace("keypoint_head.", "head.")
+        out[k] = v
+    return out
+
+
+def save(tmp_path, sd, name="ckpt.pth") -> Path:
+    p = tmp_path / name
+    torch.save({"state_dict": sd, "meta": {"epoch": 210}}, p)
+    return p
+
+
+X = torch.randn(2, 3, 256, 192, generator=torch.Generator().manual_seed(0))[:1]
+
+
+@pytest.fixture(scope="module")
+def s_checkpoint(tmp_path_factory) -> Path:
+    return save(tmp_path_factory.mktemp("vp"), official_state("vitpose-s"))
+
+
+@pytest.fixture(scope="module")
+def vitpose_s(s_checkpoint) -> vp.ViTPose:
+    return vp.ViTPose.from_official_checkpoint(s_checkpoint, arch="s")
+
+
+def test_original_layout_loads_and_matches_official_heatmaps(vitpose_s):
+    assert vitpose_s.net.decoder == "classic"
+    with torch.no_grad():
+        hm = vitpose_s.net(X)
+    np.testing.assert_allclose(hm.numpy(), NPZ["heatmaps_s"], rtol=0, atol=2e-5)
+
+
+def test_simple_decoder_detected_and_matches_official(tmp_path):
+    m = vp.ViTPose.from_official_checkpoint(save(tmp_path, official_state("vitpose-s-simple")), arch="s")
+    assert m.net.decoder == "simple"
+    with torch.no_grad():
+        hm = m.net(X)
+    np.testing.assert_allclose(hm.numpy(), NPZ["heatmaps_s_simple"], rtol=0, atol=2e-5)
+
+
+def test_mmpose1_layout_gives_the_same_network(tmp_path):
+    m = vp.ViTPose.from_official_checkpoint(save(tmp_path, to_mmpose1(official_state("vitpose-s"))), arch="s")
+    with torch.no_grad():
+        hm = m.net(X)
+    np.testing.assert_allclose(hm.numpy(), NPZ["heatmaps_s"], rtol=0, atol=2e-5)
+
+
+@pytest.mark.slow
+def test_vitpose_b_loads_both_layouts_and_runs(tmp_path):
+    sd = {k: torch.zeros(tuple(s)) if s else torch.tensor(0) for k, s in KEYS["vitpose-b"].items()}
+    m = vp.ViTPose.from_official_checkpoint(save(tmp_path, sd), arch="b")
+    with torch.no_grad():
+        assert m.net(X).shape == (1, 17, 64, 48)
+    own = m.net.state_dict()
+    conv = vp.checkpoint_filter_fn(to_mmpose1(sd), m.net)
+    assert set(conv) == set(own) and all(conv[k].shape == own[k].shape for k in own)
+
+
+@pytest.mark.parametrize("arch", ["l", "h"])
+def test_vitpose_l_h_shapes_match_official_keys(arch):
+    with torch.device("meta"):
+        net = vp.ViTPoseNet(arch)
+    shapes = {k: tuple(v) for k, v in KEYS[f"vitpose-{arch}"].items()}
+    conv = vp.checkpoint_filter_fn({k: torch.empty(s, device="meta") for k, s in shapes.items()}, net)
+    own = net.state_dict()
+    assert set(conv) == set(own)
+    assert all(tuple(conv[k].shape) == tuple(own[k].shape) for k in own)
+
+
+def test_vit_small_uses_12_heads():
+    net = vp.ViTPoseNet("s")
+    assert net.backbone.blocks[0].attn.num_heads == 12
+    assert net.backbone.patch_embed.proj.padding == (2, 2)
+    assert net.backbone.pos_embed.shape == (1, 192, 384)
+
+
+def test_pipeline_from_official_crops_matches_forward_test_and_evaluate(vitpose_s):
+    """Official crops -> our flip test + UDP decoding -> the preds of ``forward_test``; then our rescoring and
+    OKS-NMS -> the instances ``evaluate`` keeps."""
+    g = GOLD["pipeline"]
+    crops = torch.from_numpy(NPZ["crops"]).permute(0, 3, 1, 2).float()
+    cb = CropBoxes(torch.tensor(g["center"]), (torch.tensor(g["scale200"]).double() * 200).float())
+    with torch.no_grad():
+        hm = vitpose_s.heatmaps(normalize(crops, "totensor"))
+    kp, vals = decode_udp_heatmaps(hm, cb)
+    preds = np.array(g["preds"], np.float32)
+    # the two networks' heatmaps differ by ~1e-5 (timm's fused attention, the folded position embedding); on
+    # these low-contrast random-weight heatmaps DARK's Newton step turns that into up to ~0.01 px
+    np.testing.assert_allclose(kp.numpy(), preds[..., :2], rtol=0, atol=0.03)
+    np.testing.assert_allclose(vals.numpy(), preds[..., 2], rtol=1e-4, atol=1e-6)
+    pred = instances(7, kp, vals, torch.tensor(g["box_scores"]), cb.area, vitpose_s.pipeline)
+    np.testing.assert_allclose(pred.output["scores"].numpy(), g["final_scores"], rtol=1e-4)
+    np.testing.assert_allclose(pred.output["keypoints"].numpy(), np.array(g["final_keypoints"]), rtol=1e-4, atol=0.03)
+    assert pred.output["scores"].shape == (len(g["final_bbox_ids"]),)    # kept, in the official keep order
+
+
+def _sample(image_path, boxes, scores, sid=7, width=320, height=240):
+    return Sample(sid, {}, {"image_path": str(image_path), "width": width, "height": height,
+                            "person_boxes": torch.tensor(boxes, dtype=torch.float64),
+                            "person_scores": torch.tensor(scores, dtype=torch.float64)})
+
+
+def test_predict_step_end_to_end_near_official(vitpose_s):
+    """predict_step on the image file: the official forward_test preds, up to OpenCV's fixed-point crops (<= 1
+    grey level on 0.006% of the pixels), which random-weight heatmaps (several near-equal peaks, flat
+    clipped logs) turn into occasional jumps: 90% of the keypoints must agree within 0.05 px."""
+    g = GOLD["pipeline"]
+    vitpose_s.pipeline.oks_nms_thr = None
+    try:
+        (a,) = vitpose_s.predict_step([_sample(DATA / "synthetic.png", g["boxes"], g["box_scores"])])
+    finally:
+        vitpose_s.pipeline.oks_nms_thr = 0.9
+    ka = a.output["keypoints"]
+    assert a.output["image_id"].dtype == torch.int64 and int(a.output["image_id"]) == 7
+    assert ka.shape == (4, 17, 3)
+    ref = torch.tensor(g["preds"], dtype=torch.float64)
+    close = ((ka[..., :2] - ref[..., :2]).norm(dim=-1) < 0.05).float().mean()
+    assert close > 0.9
+    np.testing.assert_allclose(a.output["scores"].numpy(), np.array(g["boxes_out"])[:, 5] * 0 +
+                               rescore_reference(ref[..., 2], g["box_scores"]), rtol=1e-3)
+
+
+def rescore_reference(kpt_scores, box_scores, thr=0.2):
+    s = kpt_scores.numpy()
+    out = []
+    for row, b in zip(s, box_scores):
+        v = row[row > thr]
+        out.append((v.mean() if len(v) else 0.0) * b)
+    return np.array(out)
+
+
+class PeakNet(torch.nn.Module):
+    """A stand-in network with well-separated Gaussian peaks whose heights depend on the image (left vs right
+    half), so the flip-averaged heatmaps have one clear winner per keypoint: the flip-test equivariance check
+    is then not at the mercy of random-weight heatmaps."""
+
+    def forward(self, x):
+        yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(48.0), indexing="ij")
+        px = 4.3 + 0.8 * torch.arange(17.0)              # left half: mirrored peaks stay apart
+        py = 5.1 + 3.3 * torch.arange(17.0)
+        g = torch.exp(-((xx - px[:, None, None]) ** 2 + (yy - py[:, None, None]) ** 2) / 8.0)
+        amp = 1 + torch.sigmoid(5 * (x[..., :96].mean((1, 2, 3)) - x[..., 96:].mean((1, 2, 3))))
+        return amp[:, None, None, None] * g[None]
+
+
+def test_flip_test_mirrored_image_gives_mirrored_keypoints(tmp_path):
+    from PIL import Image
+    g = GOLD["pipeline"]
+    img = Image.open(DATA / "synthetic.png")
+    W = img.width
+    img.transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "mirror.png")
+    boxes = torch.tensor(g["boxes"][:3], dtype=torch.float64)
+    mirrored = boxes.clone()
+    mirrored[:, 0] = W - 1 - boxes[:, 0] - boxes[:, 2]                # UDP: centre c -> W - 1 - c
+    m = vp.ViTPose("s")
+    m.net = PeakNet()
+    m.pipeline.oks_nms_thr = None
+    a, b = m.predict_step([_sample(DATA / "synthetic.png", boxes.tolist(), g["box_scores"][:3]),
+                           _sample(tmp_path / "mirror.png", mirrored.tolist(), g["box_scores"][:3], 8)])
+    ka, kb = a.output["keypoints"], b.output["keypoints"]
+    kb_back = kb[:, m.flip_idx].clone()
+    kb_back[..., 0] = W - 1 - kb_back[..., 0]
+    d = (ka[..., :2] - kb_back[..., :2]).abs()
+    assert d.max() < 1e-3, d.amax(-1)
+    assert torch.allclose(ka[..., 2], kb_back[..., 2], atol=1e-5)
+    # and the flip test matters: without it the mirrored image does not mirror the keypoints
+    m.pipeline.flip_test = False
+    a, b = m.predict_step([_sample(DATA / "synthetic.png", boxes.tolist(), g["box_scores"][:3]),
+                           _sample(tmp_path / "mirror.png", mirrored.tolist(), g["box_scores"][:3], 8)])
+    kb_back = b.output["keypoints"][:, m.flip_idx].clone()
+    kb_back[..., 0] = W - 1 - kb_back[..., 0]
+    assert not torch.allclose(a.output["keypoints"][..., :2], kb_back[..., :2], atol=1.0)
+
+
+def test_empty_image_gives_empty_prediction(vitpose_s):
+    (p,) = vitpose_s.predict_step([_sample(DATA / "synthetic.png", np.zeros((0, 4)).tolist(), [], sid=3)])
+    assert p.output["keypoints"].shape == (0, 17, 3) and p.output["scores"].shape == (0,)
+
+
+def test_bad_checkpoints_raise_input_error(tmp_path, s_checkpoint):
+    sd = official_state("vitpose-s")
+    missing = dict(sd)
+    missing.pop("backbone.blocks.3.attn.qkv.weight")
+    with pytest.raises(InputError, match="blocks.3.attn.qkv.weight"):
+        vp.ViTPose.from_official_checkpoint(save(tmp_path, missing), arch="s")
+    extra = {**sd, "keypoint_head.extra.weight": torch.zeros(1)}
+    with pytest.raises(InputError, match="unknown key"):
+        vp.ViTPose.from_official_checkpoint(save(tmp_path, extra), arch="s")
+    with pytest.raises(InputError, match="shape"):
+        vp.ViTPose.from_official_checkpoint(save(tmp_path, {**sd, "backbone.pos_embed": torch.zeros(1, 193, 768)}), arch="s")
+    with pytest.raises(InputError, match="not a ViTPose checkpoint"):
+        vp.ViTPose.from_official_checkpoint(save(tmp_path, {"foo.weight": torch.zeros(1)}), arch="s")
+
+
+def test_registered_builders_and_weights_required():
+    for name in ("vitpose-s", "vitpose-b", "vitpose-l", "vitpose-h"):
+        assert METHODS[name] is vp.build
+    with pytest.raises(InputError, match="weights=FILE"):
+        vp.build(OmegaConf.create({"name": "vitpose-b"}), None, None)
+    with pytest.raises(InputError, match="pipeline.bogus"):
+        vp.pipeline_from_cfg(OmegaConf.create({"pipeline": {"bogus": 1}}))
+    conf = OmegaConf.load(Path(vp.__file__).resolve().parents[2] / "bench" / "conf" / "method" / "vitpose-l.yaml")
+    assert conf.name == "vitpose-l" and vp.pipeline_from_cfg(conf).oks_nms_thr == 0.9

@@ -1,0 +1,152 @@
+"""The restricted unpickler and the safe .npz reader (bench/safe_pickle.py).
+
+Crafted files whose pickles call ``os.system`` (or ``builtins.eval``) are shown to be live first (plain
+``pickle`` / ``np.load(allow_pickle=True)`` runs them and creates a marker file), then shown to be refused by
+ours with an InputError naming the refused global, without the marker appearing.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from bench.errors import InputError
+from bench.safe_pickle import load_npz, load_pickle, loads
+
+
+class _System:
+    """Pickles to ``os.system(cmd)``."""
+
+    def __init__(self, cmd: str):
+        self.cmd = cmd
+
+    def __reduce__(self):
+        return (os.system, (self.cmd,))
+
+
+class _Eval:
+    def __reduce__(self):
+        return (eval, ("1+1",))
+
+
+def _vp3d_tree() -> dict:
+    rng = np.random.default_rng(0)
+    return {"S9": {"Walking 1": rng.random((4, 32, 3)).astype(np.float32),
+                   "Eating": rng.random((3, 32, 3)).astype(np.float32)},
+            "S11": {"Posing": rng.random((2, 32, 3))}}
+
+
+def _assert_same_tree(a, b):
+    assert a.keys() == b.keys()
+    for s in a:
+        assert a[s].keys() == b[s].keys()
+        for k in a[s]:
+            assert a[s][k].dtype == b[s][k].dtype and np.array_equal(a[s][k], b[s][k])
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_plain_data_round_trips(protocol):
+    obj = {"tree": _vp3d_tree(), "list": [1, 2.5, None, True, False, "s", b"b", (1, "x")],
+           "scalar": np.float64(3.25), "int": np.int32(-4), "big": 2**70, "c": 1 + 2j, "set": {1, 2},
+           "od": collections.OrderedDict(a=1), "obj": np.array([np.zeros(2), "a", None], dtype=object),
+           "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)), "bool": np.array([True, False])}
+    out = loads(pickle.dumps(obj, protocol=protocol))
+    _assert_same_tree(out["tree"], obj["tree"])
+    assert out["list"] == obj["list"] and out["big"] == 2**70 and out["c"] == 1 + 2j and out["set"] == {1, 2}
+    assert out["scalar"] == 3.25 and out["scalar"].dtype == np.float64 and out["int"].dtype == np.int32
+    assert out["od"] == {"a": 1} and np.array_equal(out["fortran"], obj["fortran"])
+    assert out["obj"][1] == "a" and out["obj"][2] is None and np.array_equal(out["bool"], [True, False])
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_os_system_pickle_is_refused(tmp_path, protocol):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"x": [1, _System(f"touch {marker}")]}, protocol=protocol)
+    pickle.loads(payload)  # the crafted pickle is live: plain pickle runs the command
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(InputError, match=r"refused to unpickle (posix|os|nt)\.system") as e:
+        loads(payload, source="evil.pkl")
+    assert not marker.exists()
+    assert e.value.file == "evil.pkl"
+
+
+def test_other_globals_are_refused():
+    with pytest.raises(InputError, match=r"refused to unpickle builtins\.eval"):
+        loads(pickle.dumps(_Eval()))
+    with pytest.raises(InputError, match=r"refused to unpickle builtins\.getattr"):
+        loads(b"cbuiltins\ngetattr\n(cbuiltins\nobject\nS'__subclasses__'\ntR.")
+    # a class (not an allowed callable) is refused even when harmless
+    with pytest.raises(InputError, match=r"refused to unpickle collections\.Counter"):
+        loads(pickle.dumps(collections.Counter("ab")))
+
+
+def test_corrupt_pickle_is_input_error(tmp_path):
+    with pytest.raises(InputError, match="not a valid pickle"):
+        loads(pickle.dumps({"a": 1})[:-3])
+    f = tmp_path / "seq.pkl"
+    f.write_bytes(pickle.dumps({"poses": np.zeros((2, 72))}, protocol=2))
+    assert load_pickle(f, encoding="latin1")["poses"].shape == (2, 72)
+    with pytest.raises(InputError, match="cannot read"):
+        load_pickle(tmp_path / "missing.pkl")
+
+
+def test_videopose3d_layout_npz_matches_numpy(tmp_path):
+    f = tmp_path / "data_3d_h36m.npz"
+    tree = _vp3d_tree()
+    np.savez_compressed(f, positions_3d=tree, plain=np.arange(12, dtype=np.int16).reshape(3, 4),
+                        fortran=np.asfortranarray(np.arange(6.0).reshape(2, 3)), empty=np.zeros((0, 3)))
+    ours = load_npz(f)
+    ref = np.load(f, allow_pickle=True)  # trusted file written here: the reference reader
+    assert set(ours) == set(ref.files)
+    _assert_same_tree(ours["positions_3d"].item(), ref["positions_3d"].item())
+    for k in ("plain", "fortran", "empty"):
+        assert ours[k].dtype == ref[k].dtype and ours[k].shape == ref[k].shape and np.array_equal(ours[k], ref[k])
+    ours["plain"][0, 0] = 7  # a writable copy
+    np.savez(f2 := tmp_path / "u.npz", a=np.ones(3))  # uncompressed too
+    assert np.array_equal(load_npz(f2)["a"], np.ones(3))
+    np.save(f3 := tmp_path / "x.npy", np.arange(3))
+    assert np.array_equal(load_npz(f3)["arr_0"], np.arange(3))
+
+
+def test_evil_npz_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    f = tmp_path / "data_3d_h36m.npz"
+    evil = np.empty((), dtype=object)
+    evil[()] = {"S9": _System(f"touch {marker}")}
+    np.savez(f, positions_3d=evil)
+    np.load(f, allow_pickle=True)["positions_3d"]  # live: numpy's unsafe loader runs the command
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(InputError, match=r"refused to unpickle (posix|os|nt)\.system") as e:
+        load_npz(f)
+    assert not marker.exists()
+    assert str(f) in e.value.line()
+    with pytest.raises(InputError, match="pickled object array"):
+        load_npz(f, allow_pickle_objects=False)
+
+
+def test_malformed_npz_is_input_error(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip at all")
+    with pytest.raises(InputError, match="not a valid .npz"):
+        load_npz(bad)
+    # truncated member data
+    buf = io.BytesIO()
+    np.save(buf, np.arange(100, dtype=np.float64))
+    with zipfile.ZipFile(trunc := tmp_path / "trunc.npz", "w") as zf:
+        zf.writestr("a.npy", buf.getvalue()[:-16])
+    with pytest.raises(InputError, match="member a.*truncated"):
+        load_npz(trunc)
+    # a member that is not .npy
+    with zipfile.ZipFile(junk := tmp_path / "junk.npz", "w") as zf:
+        zf.writestr("a.npy", b"hello")
+    with pytest.raises(InputError, match="member a.*not a valid .npy"):
+        load_npz(junk)
+    with pytest.raises(InputError, match="cannot read"):
+        load_npz(tmp_path / "missing.npz")
