@@ -1,4 +1,11 @@
 """Batched torch depth rendering (z-buffer, pinhole K, triangle meshes), CPU and CUDA, no OpenGL."""
-from bench.render.raster import MeshBank, RenderJobs, project_points, rasterize, render_depth, render_scene_depth
+from bench.render.raster import (
+    MeshBank,
+    RenderJobs,
+    project_points,
+    rasterize,
+    render_depth,
+    render_scene_depth,
+)
 
 __all__ = ["MeshBank", "RenderJobs", "project_points", "rasterize", "render_depth", "render_scene_depth"]

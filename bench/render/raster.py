@@ -27,12 +27,13 @@ bound the number of candidates (memory).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["MeshBank", "RenderJobs", "rasterize", "render_depth", "render_scene_depth", "project_points"]
+__all__ = ["MeshBank", "RenderJobs", "project_points", "rasterize", "render_depth", "render_scene_depth"]
 
 _MAX_CANDIDATES = 1 << 20  # (triangle-row, column) candidates per slice: bounds memory (~ 150 bytes each)
 
@@ -50,7 +51,7 @@ class MeshBank:
     face_count: Tensor
 
     @staticmethod
-    def from_meshes(meshes: list[tuple[Tensor, Tensor]], device: torch.device | str | None = None) -> "MeshBank":
+    def from_meshes(meshes: list[tuple[Tensor, Tensor]], device: torch.device | str | None = None) -> MeshBank:
         verts = [torch.as_tensor(v, dtype=torch.float64) for v, _ in meshes]
         faces = [torch.as_tensor(f, dtype=torch.int64) for _, f in meshes]
         device = device if device is not None else (verts[0].device if verts else "cpu")
@@ -95,7 +96,7 @@ class RenderJobs:
         s = self.sizes()
         return torch.cumsum(s, 0) - s
 
-    def select(self, idx: Tensor) -> "RenderJobs":
+    def select(self, idx: Tensor) -> RenderJobs:
         return RenderJobs(*(getattr(self, k)[idx] for k in ("mesh", "R", "t", "K", "x0", "y0", "w", "h")))
 
 
@@ -221,40 +222,64 @@ def _rasterize_chunk(bank: MeshBank, jobs: RenderJobs, offsets: Tensor, out: Ten
     lo = torch.where(Ar > 0, bound, -inf).amax(1)
     hi = torch.where(Ar < 0, bound, inf).amin(1)
     dead = ((Ar == 0) & (Rr <= 0)).any(1)
-    c_lo = torch.maximum(torch.ceil(lo - off).clamp(min=-1e9) - 1, cmin[tr_f].to(torch.float64)).long()
-    c_hi = torch.minimum(torch.floor(hi - off).clamp(max=1e9) + 1, cmax[tr_f].to(torch.float64)).long()
-    span = torch.where(dead, torch.zeros_like(c_lo), (c_hi - c_lo + 1).clamp(min=0))
+    # First/last inside column from the (rounded) bounds; exact edge tests are only needed next to them: a
+    # column at least one pixel inside both bounds is inside for sure (the rounding error is far below a pixel).
+    cf = torch.ceil(lo - off).clamp(min=-1e9, max=1e9)
+    cl = torch.floor(hi - off).clamp(min=-1e9, max=1e9)
+    bx0 = cmin[tr_f].to(torch.float64)
+    bx1 = cmax[tr_f].to(torch.float64)
+    alive = ~dead & (cl >= cf - 2)
+    long = alive & (cl - cf >= 2)
+    # Segments of columns to test exactly: [cf-1, cf] and [cl, cl+1] for long rows, [cf-1, cl+1] for short ones.
+    s1_lo, s1_hi = cf - 1, torch.where(long, cf, cl + 1)
+    s2_lo, s2_hi = cl, cl + 1
+    seg_lo = torch.cat([s1_lo, s2_lo]).maximum(torch.cat([bx0, bx0]))
+    seg_hi = torch.cat([s1_hi, s2_hi]).minimum(torch.cat([bx1, bx1]))
+    seg_on = torch.cat([alive, long])
+    seg_n = torch.where(seg_on, (seg_hi - seg_lo + 1).clamp(min=0), torch.zeros_like(seg_lo)).long()
+    seg_row = torch.cat([torch.arange(tr_f.shape[0], device=dev)] * 2)
+    # Interior columns [cf+1, cl-1] of long rows, clipped: inside without testing.
+    in_lo = (cf + 1).maximum(bx0)
+    in_hi = (cl - 1).minimum(bx1)
+    in_n = torch.where(long, (in_hi - in_lo + 1).clamp(min=0), torch.zeros_like(in_lo)).long()
     j = fjob[tr_f]
     base = offsets[j] + (tr_r - jobs.y0[j]) * jobs.w[j] - jobs.x0[j]
-    table = torch.cat([Ar, Rr, dA[tr_f, None], (dB[tr_f] * py + dC[tr_f])[:, None]], 1)  # (TR, 8)
+    plane = torch.stack([dA[tr_f], dB[tr_f] * py + dC[tr_f]], 1)  # 1/z = plane[0] * pu + plane[1]
+    edges = torch.cat([Ar, Rr], 1)  # E_i = edges[i] * pu + edges[3 + i]
 
-    # Candidates (triangle-row, column), in slices that bound memory.
-    csum = torch.cumsum(span, 0)
-    n = int(csum[-1]) if csum.numel() else 0
-    if n == 0:
-        return
-    bounds = [0]
-    if n > _MAX_CANDIDATES:
-        cuts = torch.arange(_MAX_CANDIDATES, n, _MAX_CANDIDATES, device=dev)
-        bounds += torch.searchsorted(csum, cuts, right=True).tolist()
-    bounds.append(span.shape[0])
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        if b <= a:
+    def emit(rows: Tensor, cols: Tensor) -> None:
+        pu = cols.to(torch.float64) + off
+        pl = plane[rows]
+        depth = (1.0 / (pl[:, 0] * pu + pl[:, 1])).to(torch.float32)
+        out.scatter_reduce_(0, base[rows] + cols, depth, reduce="amin")
+
+    for kind, n_per, lo_col, rows_of in (("test", seg_n, seg_lo.long(), seg_row), ("fill", in_n, in_lo.long(), None)):
+        csum = torch.cumsum(n_per, 0)
+        n = int(csum[-1]) if csum.numel() else 0
+        if n == 0:
             continue
-        cnt = span[a:b]
-        k = torch.repeat_interleave(torch.arange(a, b, device=dev), cnt)
-        if k.numel() == 0:
-            continue
-        c = c_lo[k] + torch.arange(k.shape[0], device=dev) - (torch.cumsum(cnt, 0) - cnt)[k - a]
-        pu = c.to(torch.float64) + off
-        row = table[k]
-        inside = ((row[:, 0] * pu + row[:, 3]) > 0) & ((row[:, 1] * pu + row[:, 4]) > 0) & \
-                 ((row[:, 2] * pu + row[:, 5]) > 0)
-        sel = torch.nonzero(inside).squeeze(1)
-        if sel.numel() == 0:
-            continue
-        depth = (1.0 / (row[sel, 6] * pu[sel] + row[sel, 7])).to(torch.float32)
-        out.scatter_reduce_(0, base[k[sel]] + c[sel], depth, reduce="amin")
+        bounds = [0]
+        if n > _MAX_CANDIDATES:
+            cuts = torch.arange(_MAX_CANDIDATES, n, _MAX_CANDIDATES, device=dev)
+            bounds += torch.searchsorted(csum, cuts, right=True).tolist()
+        bounds.append(n_per.shape[0])
+        for a, b in itertools.pairwise(bounds):
+            if b <= a:
+                continue
+            cnt = n_per[a:b]
+            k = torch.repeat_interleave(torch.arange(a, b, device=dev), cnt)
+            if k.numel() == 0:
+                continue
+            c = lo_col[k] + torch.arange(k.shape[0], device=dev) - (torch.cumsum(cnt, 0) - cnt)[k - a]
+            rows = k if rows_of is None else rows_of[k]
+            if kind == "test":
+                pu = c.to(torch.float64) + off
+                e = edges[rows]
+                inside = ((e[:, 0] * pu + e[:, 3]) > 0) & ((e[:, 1] * pu + e[:, 4]) > 0) & ((e[:, 2] * pu + e[:, 5]) > 0)
+                sel = torch.nonzero(inside).squeeze(1)
+                rows, c = rows[sel], c[sel]
+            if c.numel():
+                emit(rows, c)
 
 
 def _edge_ownership(tu: Tensor, tv: Tensor, area: Tensor) -> Tensor:

@@ -37,7 +37,7 @@ from metrics.bop.model import ObjectModel
 from metrics.bop.recall import dense_groups, greedy_match, recall_at, valid_gt_mask, vocap_auc
 from metrics.bop.symmetries import symmetry_transformations
 
-__all__ = ["BOPAR", "BOP19_TAUS", "BOP19_CORRECT_TH", "BOP19_MSPD_TH"]
+__all__ = ["BOP19_CORRECT_TH", "BOP19_MSPD_TH", "BOP19_TAUS", "BOPAR"]
 
 # The toolkit's np.arange(0.05, 0.51, 0.05) and np.arange(5, 51, 5), value for value.
 BOP19_TAUS = [0.05 + i * 0.05 for i in range(10)]
@@ -171,7 +171,7 @@ class BOPAR(Metric):
                 getattr(self, f"pair_{f}").append(torch.zeros(0, dtype=_dtype(f), device=self.device))
             self.pair_vsd.append(torch.zeros(0, T, dtype=torch.float64, device=self.device))
             return
-        f64 = dict(dtype=torch.float64, device=dev)
+        f64 = {"dtype": torch.float64, "device": dev}
         R_e = torch.stack(pose["R_e"]).to(**f64).reshape(n, 3, 3)
         t_e = torch.stack(pose["t_e"]).to(**f64).reshape(n, 3)
         R_g = torch.stack(pose["R_g"]).to(**f64).reshape(n, 3, 3)

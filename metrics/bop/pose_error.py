@@ -20,8 +20,15 @@ from torch import Tensor
 from bench.render.raster import MeshBank, RenderJobs, rasterize
 
 __all__ = [
-    "mssd", "mspd", "vsd", "vsd_batch", "add", "adi", "spheres_overlap", "sphere_projections_overlap",
+    "add",
+    "adi",
     "farthest_point_subset",
+    "mspd",
+    "mssd",
+    "sphere_projections_overlap",
+    "spheres_overlap",
+    "vsd",
+    "vsd_batch",
 ]
 
 _CHUNK = 1 << 22  # elements of a (pairs x symmetries x points) block
@@ -190,20 +197,16 @@ def adi(R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, pts: Tensor, diamete
 # ---------------------------------------------------------------------------------------------------- VSD
 
 
-def _dist_factor_terms(c: Tensor, r: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
-    """(c - cx)/fx and (r - cy)/fy at integer pixel coordinates, as misc.depth_im_to_dist_im_fast."""
-    return (c - K[:, 0, 2]) / K[:, 0, 0], (r - K[:, 1, 2]) / K[:, 1, 1]
-
-
 def _depth_to_dist(d: Tensor, px: Tensor, py: Tensor) -> Tensor:
-    """Distance from the camera centre, sqrt((px d)^2 + (py d)^2 + d^2), float64 (0 stays 0)."""
+    """Distance from the camera centre, sqrt((px d)^2 + (py d)^2 + d^2), float64 (0 stays 0); px = (c - cx)/fx,
+    py = (r - cy)/fy at integer pixel coordinates, as misc.depth_im_to_dist_im_fast."""
     d = d.to(torch.float64)
     return torch.sqrt((px * d) ** 2 + (py * d) ** 2 + d ** 2)
 
 
 def vsd_batch(bank: MeshBank, mesh: Tensor, R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, K: Tensor,
               image: Tensor, depth_flat: Tensor, depth_offset: Tensor, depth_hw: Tensor, diameter: Tensor,
-              delta: float, taus: Tensor, max_pixels: int = 1 << 22) -> Tensor:
+              delta: float, taus: Tensor, max_pixels: int = 1 << 19) -> Tensor:
     """Visible Surface Discrepancy, (P, T) for P pairs (any meshes, any images) and T taus, bop19 variant:
 
         e_tau = (sum_{p in V_e & V_g} [|D_e(p) - D_g(p)| / diameter >= tau] + |V_e ^ V_g|) / |V_e | V_g|
@@ -292,19 +295,23 @@ def _vsd_chunk(bank, mesh, R_e, t_e, R_g, t_g, K, image, depth_flat, depth_offse
     rendered = rasterize(bank, both)
     n = rendered.shape[0] // 2
     d_est, d_gt = rendered[:n], rendered[n:]
+    # Only pixels covered by one of the two renders can be visible (every mask needs D_model > 0).
+    keep = torch.nonzero((d_est > 0) | (d_gt > 0)).squeeze(1)
     sizes = w * h
-    pid = torch.repeat_interleave(torch.arange(P, device=dev), sizes)
     start = torch.cumsum(sizes, 0) - sizes
-    local = torch.arange(n, device=dev) - start[pid]
+    pid = torch.searchsorted(start, keep, right=True) - 1
+    local = keep - start[pid]
     ww = w[pid]
     r = y0[pid] + torch.div(local, ww, rounding_mode="floor")
     c = x0[pid] + local % ww
     img = image[pid]
     d_test = depth_flat[depth_offset[img] + r * depth_hw[img, 1] + c]
-    px, py = _dist_factor_terms(c.to(torch.float64), r.to(torch.float64), K[pid].to(torch.float64))
+    Kd = K.to(torch.float64)
+    px = (c.to(torch.float64) - Kd[:, 0, 2][pid]) / Kd[:, 0, 0][pid]
+    py = (r.to(torch.float64) - Kd[:, 1, 2][pid]) / Kd[:, 1, 1][pid]
     dist_test = _depth_to_dist(d_test, px, py)
-    dist_est = _depth_to_dist(d_est, px, py)
-    dist_gt = _depth_to_dist(d_gt, px, py)
+    dist_est = _depth_to_dist(d_est[keep], px, py)
+    dist_gt = _depth_to_dist(d_gt[keep], px, py)
     t32 = dist_test.to(torch.float32)
     test_missing = dist_test == 0
     visib_gt = ((dist_gt.to(torch.float32) - t32 <= delta) | test_missing) & (dist_gt > 0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["DenseGroups", "dense_groups", "greedy_match", "recall_at", "vocap_auc", "valid_gt_mask"]
+__all__ = ["DenseGroups", "dense_groups", "greedy_match", "recall_at", "valid_gt_mask", "vocap_auc"]
 
 
 def valid_gt_mask(gt_obj_id: Tensor, visib_fract: Tensor, target_obj_id: Tensor, target_inst_count: Tensor) -> Tensor:

@@ -41,7 +41,7 @@ def symmetry_transformations(symmetries_discrete: list | None, symmetries_contin
     cont_R, cont_t = [], []
     for sym in symmetries_continuous or []:
         offset = torch.as_tensor(sym["offset"], dtype=torch.float64).reshape(3)
-        n = int(math.ceil(math.pi / max_sym_disc_step))
+        n = math.ceil(math.pi / max_sym_disc_step)
         step = 2.0 * math.pi / n
         for i in range(n):
             R = axis_angle_matrix(i * step, sym["axis"])

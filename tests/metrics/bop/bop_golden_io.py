@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-
 
 from metrics.bop.ar import BOPAR
 from metrics.bop.model import ObjectModel
@@ -37,7 +36,7 @@ def load_ply(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(V, dtype=torch.float64), torch.tensor(F, dtype=torch.int64)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_models(case: str) -> dict[int, ObjectModel]:
     d = case_dir(case) / "datasets" / "ycbv" / "models_eval"
     info = json.loads((d / "models_info.json").read_text())
@@ -54,7 +53,7 @@ def load_reference(case: str) -> dict:
     return json.loads((case_dir(case) / "reference.json").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_targets(case: str) -> list[dict]:
     """One target dict per image listed in test_targets_bop19.json (in first-appearance order)."""
     root = case_dir(case) / "datasets" / "ycbv"

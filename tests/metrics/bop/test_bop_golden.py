@@ -12,9 +12,11 @@ import math
 
 import numpy as np
 import pytest
-
 from bop_golden_io import scored
+
 from metrics.bop.ar import BOP19_CORRECT_TH, BOP19_MSPD_TH, BOP19_TAUS
+
+pytestmark = pytest.mark.slow  # scores whole golden cases (VSD renders): several seconds
 
 
 def test_thresholds_are_the_toolkits(golden):

@@ -2,10 +2,13 @@
 (duplicated samples), and the toolkit's per-estimate selection on this subset is respected."""
 from __future__ import annotations
 
+import pytest
 import torch
-
 from bop_golden_io import load_models, load_preds, load_targets
+
 from metrics.bop.ar import BOPAR
+
+pytestmark = pytest.mark.slow  # scores golden images several times (VSD renders): several seconds
 
 
 def _subset():

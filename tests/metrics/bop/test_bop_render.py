@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
-
 from bop_golden_io import case_dir, load_models, load_targets
+
 from bench.render import render_depth, render_scene_depth
 
 K = torch.tensor([[500.0, 0.0, 320.0], [0.0, 520.0, 240.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
@@ -85,6 +86,7 @@ def test_box_front_face_and_scene_zbuffer():
     assert torch.equal(labels == -1, scene == 0)
 
 
+@pytest.mark.slow
 def test_matches_toolkit_renders_of_golden_gt():
     """bbox_obj (x, y, max-min) equal for every GT inside the image; px_count_all equal for all but at most
     one of them, and then by 1 pixel (OpenGL edge rounding)."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 
 import torch
-
 from bop_golden_io import load_models
+
 from metrics.bop.symmetries import symmetry_transformations
 
 
@@ -21,7 +21,7 @@ def _maps_onto_itself(V: torch.Tensor, R: torch.Tensor, t: torch.Tensor, tol: fl
 
 def test_counts_and_identity_first():
     for case in ("case1", "case2"):
-        for oid, m in load_models(case).items():
+        for m in load_models(case).values():
             R, t = symmetry_transformations(m.symmetries_discrete, m.symmetries_continuous, 0.01)
             n_disc = 1 + len(m.symmetries_discrete)
             n_cont = sum(math.ceil(math.pi / 0.01) for _ in m.symmetries_continuous)
@@ -33,7 +33,7 @@ def test_counts_and_identity_first():
 
 def test_discrete_symmetries_map_the_mesh_onto_itself():
     for case in ("case1", "case2"):
-        for oid, m in load_models(case).items():
+        for m in load_models(case).values():
             for s in m.symmetries_discrete:
                 T = torch.tensor(s, dtype=torch.float64).reshape(4, 4)
                 assert _maps_onto_itself(m.vertices, T[:3, :3], T[:3, 3], 1e-3)
