@@ -38,9 +38,9 @@ single-threaded (see ``_one_cpu_thread``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -347,7 +347,6 @@ def _keypoint_ap_stats(dt_image, dt_keypoints, dt_scores, gt_image, gt_keypoints
     # --- GTs grouped by image, original order kept inside an image ---
     go = torch.sort(gt_image, stable=True).indices
     g_img = gt_image[go]
-    g_j = torch.arange(go.numel(), device=dev) - _segment_start(g_img)
     g_ign_a = gt_ign[go][:, None] | (gt_area[go][:, None] < lo) | (gt_area[go][:, None] > hi)  # (G, A)
     npig = (~g_ign_a).sum(0)  # (A,)
 
@@ -624,8 +623,8 @@ class KeypointAP(Metric):
         )
 
     def _kernel_args(self) -> dict:
-        return dict(sigmas=self.sigmas, max_dets=self.max_dets, oks_thresholds=self.oks_thresholds,
-                    area_ranges=self.area_ranges, rec_thresholds=self.rec_thresholds)
+        return {"sigmas": self.sigmas, "max_dets": self.max_dets, "oks_thresholds": self.oks_thresholds,
+                "area_ranges": self.area_ranges, "rec_thresholds": self.rec_thresholds}
 
     def compute(self) -> dict[str, Tensor]:
         return self.evaluate().stats

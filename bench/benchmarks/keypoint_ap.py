@@ -89,12 +89,21 @@ def run_posearena(root: Path, results: Path) -> np.ndarray:
     return np.array([float(out[k]) for k in STAT_KEYS])
 
 
+STAGES: dict[str, float] = {}  # CPU seconds of the last posearena-flat run, per stage
+
+
 def run_posearena_flat(gt_path: Path, results: Path) -> np.ndarray:
+    """GT reader + results reader + the functional kernel on flat arrays (no per-image objects)."""
+    c0 = time.process_time()
     gt = read_coco_keypoint_gt(gt_path)
+    c1 = time.process_time()
     res = read_coco_keypoint_results(results, [im["id"] for im in gt.images], gt.num_keypoints, gt.category_id)
+    c2 = time.process_time()
     t = torch.from_numpy
     r = keypoint_ap_stats(t(res.image_id), t(res.keypoints), t(res.score), t(gt.ann_image), t(gt.keypoints),
                           t(gt.area), t(gt.bbox), t(gt.iscrowd), t(gt.num_kpts), t(gt.ann_id))
+    c3 = time.process_time()
+    STAGES.update({"read GT": c1 - c0, "read results": c2 - c1, "evaluate": c3 - c2})
     return np.array([float(r.stats[k]) for k in STAT_KEYS])
 
 
@@ -173,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     base_cpu = cpu.get("posearena", next(iter(cpu.values())))
     for name, t in times.items():
         print(f"{name:<18}{t:>9.3f}{t / base:>12.1f}x{cpu[name]:>9.3f}{cpu[name] / base_cpu:>12.1f}x")
+    if STAGES:
+        print("posearena-flat CPU s by stage (last run): " + ", ".join(f"{k} {v:.3f}" for k, v in STAGES.items()))
     return 0
 
 

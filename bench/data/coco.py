@@ -12,10 +12,12 @@ the GT file is checked: a malformed annotation raises InputError naming the anno
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +33,6 @@ try:
     import simdjson as _json_fast
 except ImportError:  # pragma: no cover
     _json_fast = None
-import json
 
 ANN_FILE = "annotations/person_keypoints_val2017.json"
 IMAGE_DIR = "val2017"
@@ -140,7 +141,7 @@ def _read_gt(path: Path) -> CocoKeypointGT:
         _check_annotations(path, anns, seen, cat)
         raise InputError(path, "annotations", None, "malformed annotations")  # pragma: no cover
     ann_id, ann_image, area, bbox, crowd, nkp = cols
-    kp = _keypoint_array([a["keypoints"] if "keypoints" in a else None for a in anns], K)
+    kp = _keypoint_array([a.get("keypoints") for a in anns], K)
     if kp is None:  # find and name the first bad one
         for i, a in enumerate(anns):
             k = a.get("keypoints")

@@ -12,9 +12,10 @@ are checked as whole columns. Anything unusual (NaN tokens, a wrong type, a nest
 record by record, so the error names the exact record and field. Both paths give the same arrays for a
 valid file.
 
-Decisions (pycocotools differs and says why):
+Decisions on inputs pycocotools handles differently:
 
-- an empty list ``[]`` is valid: no detections, so AP is 0 (pycocotools' ``loadRes`` crashes on it);
+- an empty list ``[]`` is valid: no detections, so AP and AR are 0 (pycocotools' ``loadRes`` crashes on it;
+  faster-coco-eval gives 0 too);
 - ``NaN``/``Infinity`` in keypoints or score is an error (pycocotools would silently score it);
 - an ``image_id`` that is not in the GT is an error (pycocotools asserts);
 - a ``category_id`` other than the GT's person category is an error (pycocotools would skip the record);
@@ -26,10 +27,11 @@ from __future__ import annotations
 import gc
 import json
 import math
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,7 +94,7 @@ def _read(path: Path, data: bytes, image_ids: Iterable[int], num_keypoints: int,
     if _simdjson is not None:
         try:
             res = _fast_path(data, num_keypoints)
-        except Exception:  # any surprise: let the exact slow path find and name the problem
+        except Exception:  # noqa: BLE001 - any surprise: the exact slow path finds and names the problem
             res = None
         if res is not None and not _fast_checks_pass(res, valid, category_id):
             res = None
@@ -148,7 +150,7 @@ def _bbox_areas(recs: list) -> np.ndarray | None:
         if set(map(type, bb)) != {_simdjson.Array} or set(map(len, bb)) != {4}:
             return None
         b = np.frombuffer(b"".join([x.as_buffer(of_type="d") for x in bb]), dtype=np.float64).reshape(-1, 4)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the slow path names the bad record
         return None
     if b.ndim != 2 or b.shape[1] != 4 or not np.isfinite(b).all():
         return None

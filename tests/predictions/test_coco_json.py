@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import bench.predictions.coco_json as cj
 from bench.errors import InputError
 from bench.predictions.coco_json import read_coco_keypoint_results, results_to_predictions
+from metrics.keypoint_ap import STAT_KEYS, keypoint_ap_stats
 
 K = 17
 IDS = [785, 40083, 196141, 197388]
@@ -100,9 +102,6 @@ def test_bbox_in_first_record_sets_area_like_pycocotools(tmp_path, path_kind):
         recs.append(rec(a["image_id"], (kp + 60).ravel().tolist(), float(rng.uniform()), bbox=[x, y, 40.0, 40.0]))
     res = read(write(tmp_path, recs))
     assert np.array_equal(res.area, np.array([r["bbox"][2] * r["bbox"][3] for r in recs]))
-
-    from metrics.keypoint_ap import STAT_KEYS, keypoint_ap_stats
-    import torch
 
     with contextlib.redirect_stdout(io.StringIO()):
         c = COCO()
