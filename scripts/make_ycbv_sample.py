@@ -21,11 +21,11 @@ What it writes, in the official BOP layout (only what the BOP19 evaluation reads
 
 Everything comes from ``numpy.random.default_rng(SEED)``, so rerunning gives the same files.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
-import struct
 import sys
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.render import render_depth, render_scene_depth  # noqa: E402
+from bench.render import render_depth, render_scene_depth
 
 SEED = 20251123
 W, H = 640, 480
@@ -57,7 +57,7 @@ def subdivide(v: np.ndarray, f: np.ndarray, times: int) -> tuple[np.ndarray, np.
         verts = [tuple(x) for x in v]
         mid: dict[tuple[int, int], int] = {}
 
-        def m(a: int, b: int) -> int:
+        def m(a: int, b: int, v=v, verts=verts, mid=mid) -> int:
             key = (min(a, b), max(a, b))
             if key not in mid:
                 mid[key] = len(verts)
@@ -146,24 +146,43 @@ def make_models(rng: np.random.Generator):
         assert signed_volume(v, f) > 0, obj_id
         diam = float(torch.cdist(torch.from_numpy(v), torch.from_numpy(v)).max())
         lo, hi = v.min(0), v.max(0)
-        rec = {"diameter": diam, "min_x": lo[0], "min_y": lo[1], "min_z": lo[2],
-               "size_x": hi[0] - lo[0], "size_y": hi[1] - lo[1], "size_z": hi[2] - lo[2]}
+        rec = {
+            "diameter": diam,
+            "min_x": lo[0],
+            "min_y": lo[1],
+            "min_z": lo[2],
+            "size_x": hi[0] - lo[0],
+            "size_y": hi[1] - lo[1],
+            "size_z": hi[2] - lo[2],
+        }
         rec = {k: float(x) for k, x in rec.items()}
         if sym_c:
             rec["symmetries_continuous"] = sym_c
         if sym_d:
             rec["symmetries_discrete"] = [
-                [float(x) + 0.0 for x in np.block([[S, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]).ravel()]
-                for S in sym_d]
+                [
+                    float(x) + 0.0
+                    for x in np.block([[S, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]).ravel()
+                ]
+                for S in sym_d
+            ]
         models[obj_id] = (v, f)
         info[str(obj_id)] = rec
     return models, info
 
 
 def write_ply(path: Path, v: np.ndarray, f: np.ndarray, binary: bool) -> None:
-    head = ["ply", f"format {'binary_little_endian' if binary else 'ascii'} 1.0", f"element vertex {len(v)}",
-            "property float x", "property float y", "property float z", f"element face {len(f)}",
-            "property list uchar int vertex_indices", "end_header"]
+    head = [
+        "ply",
+        f"format {'binary_little_endian' if binary else 'ascii'} 1.0",
+        f"element vertex {len(v)}",
+        "property float x",
+        "property float y",
+        "property float z",
+        f"element face {len(f)}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
     with open(path, "wb") as fh:
         fh.write(("\n".join(head) + "\n").encode())
         if binary:
@@ -195,7 +214,11 @@ def look_at(eye: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return R, -R @ eye
 
 
-RESTING = [np.eye(3), np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0.0]]), np.array([[0, 0, 1], [0, 1, 0], [-1, 0, 0.0]])]
+RESTING = [
+    np.eye(3),
+    np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0.0]]),
+    np.array([[0, 0, 1], [0, 1, 0], [-1, 0, 0.0]]),
+]
 
 
 def place_objects(rng, models, obj_ids):
@@ -243,8 +266,10 @@ def gt_info(models, gts, depth_mm: np.ndarray) -> list[dict]:
         v, f = models[g["obj_id"]]
         R = torch.tensor(g["cam_R_m2c"]).reshape(1, 3, 3)
         t = torch.tensor(g["cam_t_m2c"]).reshape(1, 3)
-        large = render_depth(torch.from_numpy(v), torch.from_numpy(f), R, t, torch.from_numpy(Kl), 3 * H, 3 * W)[0].numpy()
-        d_gt = large[H:2 * H, W:2 * W]
+        large = render_depth(
+            torch.from_numpy(v), torch.from_numpy(f), R, t, torch.from_numpy(Kl), 3 * H, 3 * W
+        )[0].numpy()
+        d_gt = large[H : 2 * H, W : 2 * W]
         dist_gt = dist_image(d_gt)
         diff = dist_gt.astype(np.float32) - dist_im.astype(np.float32)
         visib = ((diff <= DELTA) | (dist_im == 0)) & (dist_gt > 0)
@@ -259,8 +284,16 @@ def gt_info(models, gts, depth_mm: np.ndarray) -> list[dict]:
             bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
             ys, xs = visib.nonzero()
             bbox_visib = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
-        out.append({"bbox_obj": bbox, "bbox_visib": bbox_visib, "px_count_all": n_all, "px_count_valid": n_valid,
-                    "px_count_visib": n_visib, "visib_fract": n_visib / n_all if n_all > 0 else 0.0})
+        out.append(
+            {
+                "bbox_obj": bbox,
+                "bbox_visib": bbox_visib,
+                "px_count_all": n_all,
+                "px_count_valid": n_valid,
+                "px_count_visib": n_visib,
+                "visib_fract": n_visib / n_all if n_all > 0 else 0.0,
+            }
+        )
     return out
 
 
@@ -268,8 +301,13 @@ def make_depth(rng, models, world, R_w2c, t_w2c, table) -> tuple[np.ndarray, lis
     gts, meshes, Rs, ts = [], [], [], []
     for obj_id, (R, t) in world:
         Rc, tc = R_w2c @ R, R_w2c @ t + t_w2c
-        gts.append({"cam_R_m2c": [float(x) for x in Rc.ravel()], "cam_t_m2c": [float(x) for x in tc],
-                    "obj_id": int(obj_id)})
+        gts.append(
+            {
+                "cam_R_m2c": [float(x) for x in Rc.ravel()],
+                "cam_t_m2c": [float(x) for x in tc],
+                "obj_id": int(obj_id),
+            }
+        )
         v, f = models[obj_id]
         meshes.append((torch.from_numpy(v), torch.from_numpy(f)))
         Rs.append(Rc)
@@ -277,8 +315,13 @@ def make_depth(rng, models, world, R_w2c, t_w2c, table) -> tuple[np.ndarray, lis
     meshes.append((torch.from_numpy(table[0]), torch.from_numpy(table[1])))
     Rs.append(R_w2c)
     ts.append(t_w2c)
-    depth = render_scene_depth(meshes, torch.from_numpy(np.stack(Rs)), torch.from_numpy(np.stack(ts)),
-                               torch.from_numpy(K), H, W).numpy().astype(np.float64)
+    depth = (
+        render_scene_depth(
+            meshes, torch.from_numpy(np.stack(Rs)), torch.from_numpy(np.stack(ts)), torch.from_numpy(K), H, W
+        )
+        .numpy()
+        .astype(np.float64)
+    )
     noisy = depth + rng.normal(0, 1.0, depth.shape)
     # missing measurements: along depth discontinuities (half of them) and scattered pixels
     gy = np.abs(np.diff(depth, axis=0, prepend=depth[:1]))
@@ -299,9 +342,14 @@ def main(out: Path) -> None:
     for obj_id, (v, f) in models.items():
         write_ply(out / "models_eval" / f"obj_{obj_id:06d}.ply", v, f, binary=obj_id % 2 == 0)
     (out / "models_eval" / "models_info.json").write_text(
-        "{\n" + ",\n".join(f'  "{k}": {json.dumps(r, sort_keys=True)}' for k, r in info.items()) + "\n}\n")
-    (out / "camera_uw.json").write_text(json.dumps(
-        {"cx": CX, "cy": CY, "depth_scale": DEPTH_SCALE, "fx": FX, "fy": FY, "height": H, "width": W}) + "\n")
+        "{\n" + ",\n".join(f'  "{k}": {json.dumps(r, sort_keys=True)}' for k, r in info.items()) + "\n}\n"
+    )
+    (out / "camera_uw.json").write_text(
+        json.dumps(
+            {"cx": CX, "cy": CY, "depth_scale": DEPTH_SCALE, "fx": FX, "fy": FY, "height": H, "width": W}
+        )
+        + "\n"
+    )
     table = table_mesh()
     targets = []
     for scene_id, im_ids in SCENES.items():
@@ -321,7 +369,9 @@ def main(out: Path) -> None:
             R_w2c, t_w2c = look_at(eye, np.array([*rng.uniform(-40, 40, 2), 40.0]))
             png, gts = make_depth(rng, models, world, R_w2c, t_w2c, table)
             Image.fromarray(png).save(sdir / "depth" / f"{im_id:06d}.png")
-            depth_mm = np.asarray(Image.open(sdir / "depth" / f"{im_id:06d}.png")).astype(np.float32) * np.float32(DEPTH_SCALE)
+            depth_mm = np.asarray(Image.open(sdir / "depth" / f"{im_id:06d}.png")).astype(
+                np.float32
+            ) * np.float32(DEPTH_SCALE)
             scene_gt[str(im_id)] = gts
             scene_info[str(im_id)] = gt_info(models, gts, depth_mm)
             scene_cam[str(im_id)] = {"cam_K": [float(x) for x in K.ravel()], "depth_scale": DEPTH_SCALE}
@@ -329,12 +379,23 @@ def main(out: Path) -> None:
             for g, inf in zip(gts, scene_info[str(im_id)]):
                 if inf["visib_fract"] >= 0.1:
                     counts[g["obj_id"]] = counts.get(g["obj_id"], 0) + 1
-            targets += [{"im_id": im_id, "inst_count": c, "obj_id": o, "scene_id": scene_id} for o, c in counts.items()]
-        for name, data in (("scene_gt", scene_gt), ("scene_gt_info", scene_info), ("scene_camera", scene_cam)):
+            targets += [
+                {"im_id": im_id, "inst_count": c, "obj_id": o, "scene_id": scene_id}
+                for o, c in counts.items()
+            ]
+        for name, data in (
+            ("scene_gt", scene_gt),
+            ("scene_gt_info", scene_info),
+            ("scene_camera", scene_cam),
+        ):
             (sdir / f"{name}.json").write_text(
-                "{\n" + ",\n".join(f'  "{k}": {json.dumps(x, sort_keys=True)}' for k, x in data.items()) + "\n}\n")
+                "{\n"
+                + ",\n".join(f'  "{k}": {json.dumps(x, sort_keys=True)}' for k, x in data.items())
+                + "\n}\n"
+            )
     (out / "test_targets_bop19.json").write_text(
-        "[\n" + ",\n".join(f"  {json.dumps(t, sort_keys=True)}" for t in targets) + "\n]\n")
+        "[\n" + ",\n".join(f"  {json.dumps(t, sort_keys=True)}" for t in targets) + "\n]\n"
+    )
     print(f"wrote {out}: {len(targets)} targets")
 
 

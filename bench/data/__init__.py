@@ -1,7 +1,7 @@
 """Dataset readers, one module per dataset family; importing this package registers them."""
 from importlib import import_module
 
-_READERS = ("coco", "bop", "h36m", "mpi_inf_3dhp", "mp100")
+_READERS = ("coco", "crowdpose", "mpii", "bop", "h36m", "mpi_inf_3dhp", "mp100")
 
 for _name in _READERS:
     try:

@@ -13,13 +13,15 @@ One ``Sample`` per test image listed in the targets file, sorted by (scene, imag
 ``eval_bop19_pose.py`` (VSD delta 15 mm, 5 mm for ITODD). As the toolkit's evaluation does, the depth is
 ``float32(png) * depth_scale`` in mm (0 = missing) and models come from ``models_eval``.
 """
+
 from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,7 +81,8 @@ def load_json(path: Path) -> Any:
 def _numbers(path: Path, record: str, field: str, value: Any, n: int | None = None) -> np.ndarray:
     """A flat list of finite numbers (``n`` of them when given), as float64."""
     ok = isinstance(value, (list, tuple)) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    )
     arr = np.asarray(value, dtype=np.float64) if ok else None
     if arr is None or (n is not None and arr.size != n) or not np.isfinite(arr).all():
         want = f"a list of {n} finite numbers" if n is not None else "a list of finite numbers"
@@ -176,8 +179,12 @@ def read_models(root: Path, obj_ids: Iterable[int]) -> dict[int, ObjectModel]:
         if not isinstance(cont, list):
             raise InputError(info_path, r, "symmetries_continuous", "expected a list of {axis, offset}")
         for j, s in enumerate(cont):
-            axis = _numbers(info_path, f"{r} index {j}", "axis", _field(info_path, f"{r} index {j}", s, "axis"), 3)
-            _numbers(info_path, f"{r} index {j}", "offset", _field(info_path, f"{r} index {j}", s, "offset"), 3)
+            axis = _numbers(
+                info_path, f"{r} index {j}", "axis", _field(info_path, f"{r} index {j}", s, "axis"), 3
+            )
+            _numbers(
+                info_path, f"{r} index {j}", "offset", _field(info_path, f"{r} index {j}", s, "offset"), 3
+            )
             if not np.linalg.norm(axis) > 0:
                 raise InputError(info_path, f"{r} index {j}", "axis", "zero-length symmetry axis")
         verts, faces = read_ply(root / MODELS_DIR / f"obj_{obj_id:06d}.ply")
@@ -197,7 +204,9 @@ def load_depth(path: Path, depth_scale: float, height: int, width: int) -> Tenso
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputError(path, None, None, f"not a readable depth image ({str(e)[:60]})") from None
     if arr.shape != (height, width):
-        raise InputError(path, None, None, f"expected a {width}x{height} single-channel depth image, got shape {arr.shape}")
+        raise InputError(
+            path, None, None, f"expected a {width}x{height} single-channel depth image, got shape {arr.shape}"
+        )
     depth = arr.astype(np.float32) * np.float32(depth_scale)
     return torch.from_numpy(depth)
 
@@ -221,8 +230,9 @@ class BopDataset(BenchmarkDataset):
     family = "object6d"
     metric_keys = ("AR", "AR_VSD", "AR_MSSD", "AR_MSPD")
 
-    def __init__(self, name: str, root: Path, bundled: bool, params: BopParams,
-                 targets_file: str = TARGETS_FILE):
+    def __init__(
+        self, name: str, root: Path, bundled: bool, params: BopParams, targets_file: str = TARGETS_FILE
+    ):
         super().__init__(name, root, bundled)
         self.params = params
         self.split_dir = self.root / params.test_split
@@ -232,14 +242,20 @@ class BopDataset(BenchmarkDataset):
         for scene, im, obj, count in targets:
             objs = per_image.setdefault((scene, im), [])
             if any(o == obj for o, _ in objs):
-                raise InputError(self.targets_path, f"scene {scene} image {im}", "obj_id",
-                                 f"object {obj} is listed twice for this image")
+                raise InputError(
+                    self.targets_path,
+                    f"scene {scene} image {im}",
+                    "obj_id",
+                    f"object {obj} is listed twice for this image",
+                )
             objs.append((obj, count))
         self.target_obj_ids = sorted({obj for _, _, obj, _ in targets})
         self.scene_ids = sorted({s for s, _ in per_image})
         self.images: list[_Image] = []
         for scene in self.scene_ids:
-            self.images.extend(self._read_scene(scene, sorted(im for s, im in per_image if s == scene), per_image))
+            self.images.extend(
+                self._read_scene(scene, sorted(im for s, im in per_image if s == scene), per_image)
+            )
         self._models: dict[int, ObjectModel] | None = None
 
     # -- reading
@@ -260,14 +276,24 @@ class BopDataset(BenchmarkDataset):
             key = str(im)
             for path, data in ((gt_path, scene_gt), (info_path, scene_info), (cam_path, scene_cam)):
                 if key not in data:
-                    raise InputError(path, f"key '{key}'", None, f"image {im} is a test target but has no entry here")
+                    raise InputError(
+                        path, f"key '{key}'", None, f"image {im} is a test target but has no entry here"
+                    )
             gts, infos, cam = scene_gt[key], scene_info[key], scene_cam[key]
             if not isinstance(gts, list) or not isinstance(infos, list):
-                raise InputError(gt_path if not isinstance(gts, list) else info_path, f"key '{key}'", None,
-                                 "expected a list of GT instances")
+                raise InputError(
+                    gt_path if not isinstance(gts, list) else info_path,
+                    f"key '{key}'",
+                    None,
+                    "expected a list of GT instances",
+                )
             if len(infos) != len(gts):
-                raise InputError(info_path, f"key '{key}'", None,
-                                 f"{len(infos)} entries but scene_gt.json has {len(gts)} GT instances")
+                raise InputError(
+                    info_path,
+                    f"key '{key}'",
+                    None,
+                    f"{len(infos)} entries but scene_gt.json has {len(gts)} GT instances",
+                )
             obj, R, t, vis = [], [], [], []
             for j, (g, inf) in enumerate(zip(gts, infos)):
                 r = f"key '{key}' index {j}"
@@ -285,8 +311,12 @@ class BopDataset(BenchmarkDataset):
                 raise InputError(cam_path, r, "depth_scale", f"expected a positive number, got {scale!r}")
             depth_path = self._find(scene, "depth", im, self.params.depth_exts)
             if depth_path is None:
-                raise InputError(self.split_dir / f"{scene:06d}" / "depth", f"image {im}", None,
-                                 f"depth image {im:06d}{self.params.depth_exts[0]} not found")
+                raise InputError(
+                    self.split_dir / f"{scene:06d}" / "depth",
+                    f"image {im}",
+                    None,
+                    f"depth image {im:06d}{self.params.depth_exts[0]} not found",
+                )
             rgb_path = None
             for folder, ext in self.params.image_dirs:
                 rgb_path = rgb_path or self._find(scene, folder, im, (ext,))
@@ -347,7 +377,10 @@ class BopDataset(BenchmarkDataset):
         files = [self.targets_path, self.root / MODELS_DIR / "models_info.json"]
         files += [self.root / MODELS_DIR / f"obj_{o:06d}.ply" for o in self.target_obj_ids]
         for scene in self.scene_ids:
-            files += [self.split_dir / f"{scene:06d}" / n for n in ("scene_gt.json", "scene_gt_info.json", "scene_camera.json")]
+            files += [
+                self.split_dir / f"{scene:06d}" / n
+                for n in ("scene_gt.json", "scene_gt_info.json", "scene_camera.json")
+            ]
         files += [img.depth_path for img in self.images]
         return files
 
@@ -364,9 +397,12 @@ class BopDataset(BenchmarkDataset):
         ignored = [s for s in preds if s not in keep]
         if ignored:
             n = sum(int(preds[s].output["obj_id"].numel()) for s in ignored)
-            warnings.warn(f"{path}: {n} estimates on {len(ignored)} images that are not {self.name} test targets "
-                          f"are ignored (as the BOP toolkit does), e.g. scene {ignored[0] // IM_ID_LIMIT} "
-                          f"image {ignored[0] % IM_ID_LIMIT}", stacklevel=2)
+            warnings.warn(
+                f"{path}: {n} estimates on {len(ignored)} images that are not {self.name} test targets "
+                f"are ignored (as the BOP toolkit does), e.g. scene {ignored[0] // IM_ID_LIMIT} "
+                f"image {ignored[0] % IM_ID_LIMIT}",
+                stacklevel=2,
+            )
         return {s: p for s, p in preds.items() if s in keep}
 
     def empty_prediction(self, sample: Sample) -> Prediction:
@@ -393,9 +429,13 @@ def build(cfg: Any) -> BopDataset:
         width=int(_opt(cfg, "width", base.width)),
         height=int(_opt(cfg, "height", base.height)),
         vsd_delta=float(_opt(cfg, "vsd_delta", base.vsd_delta)),
-        obj_ids=base.obj_ids, depth_exts=base.depth_exts, image_dirs=base.image_dirs,
+        obj_ids=base.obj_ids,
+        depth_exts=base.depth_exts,
+        image_dirs=base.image_dirs,
     )
     targets_file = str(_opt(cfg, "targets_file", TARGETS_FILE))
     required = [targets_file, f"{MODELS_DIR}/models_info.json", params.test_split]
-    root, bundled = resolve_data_root(name, _opt(cfg, "data_root", None), required, name if name == "ycbv" else None)
+    root, bundled = resolve_data_root(
+        name, _opt(cfg, "data_root", None), required, name if name == "ycbv" else None
+    )
     return BopDataset(name, root, bundled, params, targets_file)

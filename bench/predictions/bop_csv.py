@@ -29,6 +29,7 @@ Output: ``{sample_id: Prediction}`` with ``output = {"obj_id": (E,) int64, "R": 
 stable sort by score then breaks ties by file order, as the toolkit's ``sorted`` does). Images that are
 not test targets are kept here; the dataset drops them (the toolkit only visits target images).
 """
+
 from __future__ import annotations
 
 import io
@@ -81,6 +82,7 @@ def _fail(path: Path, lines: np.ndarray, bad: np.ndarray, field: str, problem) -
 
 def _to_float(values) -> np.ndarray:
     """Python's ``float()`` per value (as the toolkit parses), NaN where it fails."""
+
     def one(x: str) -> float:
         try:
             return float(x)
@@ -99,7 +101,13 @@ def _ints(path: Path, col: pd.Series, lines: np.ndarray, field: str) -> np.ndarr
 
 def _floats(path: Path, col: pd.Series, lines: np.ndarray, field: str) -> np.ndarray:
     v = _to_float(col.to_list())
-    _fail(path, lines, ~np.isfinite(v), field, lambda i: f"expected a finite number, got {col.iloc[i].strip()!r}")
+    _fail(
+        path,
+        lines,
+        ~np.isfinite(v),
+        field,
+        lambda i: f"expected a finite number, got {col.iloc[i].strip()!r}",
+    )
     return v
 
 
@@ -129,24 +137,42 @@ def _parse_fast(body: str) -> tuple[np.ndarray, ...] | None:
     exact = {"engine": "c", "skip_blank_lines": False}
     try:
         df = pd.read_csv(
-            io.StringIO(body), header=None, names=FIELDS, **exact,
-            dtype={"scene_id": np.int64, "im_id": np.int64, "obj_id": np.int64, "score": np.float64,
-                   "R": str, "t": str, "time": np.float64},
+            io.StringIO(body),
+            header=None,
+            names=FIELDS,
+            **exact,
+            dtype={
+                "scene_id": np.int64,
+                "im_id": np.int64,
+                "obj_id": np.int64,
+                "score": np.float64,
+                "R": str,
+                "t": str,
+                "time": np.float64,
+            },
         )
         vecs = []
         for field, n in (("R", 9), ("t", 3)):
             col = df[field]
             if col.isna().any():
                 return None
-            v = pd.read_csv(io.StringIO("\n".join(col.to_list())), sep=r"\s+", header=None, dtype=np.float64,
-                            **exact).to_numpy()
+            v = pd.read_csv(
+                io.StringIO("\n".join(col.to_list())), sep=r"\s+", header=None, dtype=np.float64, **exact
+            ).to_numpy()
             if v.shape != (len(df), n):
                 return None
             vecs.append(v)
     except (ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None
-    out = (df["scene_id"].to_numpy(), df["im_id"].to_numpy(), df["obj_id"].to_numpy(), df["score"].to_numpy(),
-           vecs[0], vecs[1], df["time"].to_numpy())
+    out = (
+        df["scene_id"].to_numpy(),
+        df["im_id"].to_numpy(),
+        df["obj_id"].to_numpy(),
+        df["score"].to_numpy(),
+        vecs[0],
+        vecs[1],
+        df["time"].to_numpy(),
+    )
     if not all(np.isfinite(a).all() for a in out[3:]):
         return None
     return out
@@ -156,7 +182,13 @@ def _parse_slow(path: Path, rows: list[str], lines: np.ndarray) -> tuple[np.ndar
     """Field by field, so that the first bad line and field can be named."""
     parts = pd.Series(rows, dtype=object).str.split(",")
     count = parts.str.len().to_numpy()
-    _fail(path, lines, count != 7, None, lambda i: f"expected 7 comma-separated fields ({HEADER}), found {count[i]}")
+    _fail(
+        path,
+        lines,
+        count != 7,
+        None,
+        lambda i: f"expected 7 comma-separated fields ({HEADER}), found {count[i]}",
+    )
     cols = pd.DataFrame(parts.to_list(), columns=FIELDS)
     return (
         _ints(path, cols["scene_id"], lines, "scene_id"),
@@ -177,7 +209,9 @@ def read_bop19_rows(path: str | Path) -> BopEstimates:
     except FileNotFoundError:
         raise InputError(path, None, None, "file not found") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(path, None, None, f"cannot read the file as UTF-8 text ({e.__class__.__name__})") from None
+        raise InputError(
+            path, None, None, f"cannot read the file as UTF-8 text ({e.__class__.__name__})"
+        ) from None
     raw = text.splitlines()
     while raw and not raw[-1].strip():  # trailing blank lines are harmless
         raw.pop()
@@ -195,13 +229,20 @@ def read_bop19_rows(path: str | Path) -> BopEstimates:
     for field, v, hi in (("scene_id", scene, None), ("im_id", im, IM_ID_LIMIT), ("obj_id", obj, None)):
         bad = (v < 0) | (v >= hi if hi is not None else False)
         rng = ">= 0" + (f" and < {hi}" if hi is not None else "")
-        _fail(path, lines, bad, field, lambda i: f"expected an integer {rng}, got {v[i]}")
+        _fail(path, lines, bad, field, lambda i, v=v, rng=rng: f"expected an integer {rng}, got {v[i]}")
     R = R.reshape(-1, 3, 3)
     dev = np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
-    _fail(path, lines, dev > ROTATION_TOL, "R",
-          lambda i: f"not a rotation matrix: max|R R^T - I| = {dev[i]:.3g} > {ROTATION_TOL}")
+    _fail(
+        path,
+        lines,
+        dev > ROTATION_TOL,
+        "R",
+        lambda i: f"not a rotation matrix: max|R R^T - I| = {dev[i]:.3g} > {ROTATION_TOL}",
+    )
     det = np.linalg.det(R)
-    _fail(path, lines, det <= 0, "R", lambda i: f"not a rotation matrix: det(R) = {det[i]:.3g} (a reflection)")
+    _fail(
+        path, lines, det <= 0, "R", lambda i: f"not a rotation matrix: det(R) = {det[i]:.3g} (a reflection)"
+    )
     est = BopEstimates(scene, im, obj, score, R, t, tm, lines)
     _check_times(path, est)
     return est
@@ -217,13 +258,20 @@ def _check_times(path: Path, est: BopEstimates) -> None:
         return
     first = pd.Series(tm).groupby(sid).transform("first").to_numpy()
     bad = np.abs(tm - first) > TIME_TOL
-    _fail(path, lines, bad, "time", lambda i: (
-        f"scene {sid[i] // IM_ID_LIMIT} image {sid[i] % IM_ID_LIMIT}: time {tm[i]:g} differs from {first[i]:g} "
-        "given on an earlier line of the same image (one time per image)"))
+    _fail(
+        path,
+        lines,
+        bad,
+        "time",
+        lambda i: (
+            f"scene {sid[i] // IM_ID_LIMIT} image {sid[i] % IM_ID_LIMIT}: time {tm[i]:g} differs from "
+            f"{first[i]:g} given on an earlier line of the same image (one time per image)"
+        ),
+    )
 
 
 def image_times(est: BopEstimates) -> dict[int, float]:
-    """Per image: its first non-negative time, or -1.0 (not reported), as the toolkit's timing check reads it."""
+    """Per image: its first non-negative time, or -1.0 (not reported), as the toolkit's timing check reads."""
     out: dict[int, float] = {}
     for s, tm in zip(est.sample_id.tolist(), est.time.tolist()):
         if tm >= 0 and out.get(s, -1.0) < 0:
@@ -258,10 +306,16 @@ def to_predictions(est: BopEstimates) -> dict[int, Prediction]:
     out: dict[int, Prediction] = {}
     for k, s in enumerate(uniq.tolist()):
         a, b = int(bounds[k]), int(bounds[k + 1])
-        out[s] = Prediction(s, {
-            "obj_id": obj[a:b], "R": R[a:b], "t": t[a:b], "score": score[a:b],
-            "time": torch.tensor(times[s], dtype=torch.float64),
-        })
+        out[s] = Prediction(
+            s,
+            {
+                "obj_id": obj[a:b],
+                "R": R[a:b],
+                "t": t[a:b],
+                "score": score[a:b],
+                "time": torch.tensor(times[s], dtype=torch.float64),
+            },
+        )
     return out
 
 

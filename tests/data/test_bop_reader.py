@@ -8,6 +8,7 @@ instances, CSV rows), its ``average_time_per_image`` and its per-estimate error 
 images, GT instances (in scene_gt order: the toolkit's gt_id), visibilities and estimates (est_id = position
 among the rows of that (scene, im, obj) in file order).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,16 @@ def test_registered_names_and_official_parameters():
     # bop_toolkit dataset_params.py (im_size, test split type) and eval_bop19_pose.py (vsd_deltas)
     assert (BOP_PARAMS["ycbv"].width, BOP_PARAMS["ycbv"].height) == (640, 480)
     assert (BOP_PARAMS["tless"].width, BOP_PARAMS["tless"].height, BOP_PARAMS["tless"].test_split) == (
-        720, 540, "test_primesense")
+        720,
+        540,
+        "test_primesense",
+    )
     assert BOP_PARAMS["hb"].test_split == "test_primesense"
-    assert (BOP_PARAMS["itodd"].width, BOP_PARAMS["itodd"].height, BOP_PARAMS["itodd"].vsd_delta) == (1280, 960, 5.0)
+    assert (BOP_PARAMS["itodd"].width, BOP_PARAMS["itodd"].height, BOP_PARAMS["itodd"].vsd_delta) == (
+        1280,
+        960,
+        5.0,
+    )
     assert BOP_PARAMS["itodd"].depth_exts[0] == ".tif"
     assert all(BOP_PARAMS[n].vsd_delta == 15.0 for n in ("ycbv", "lmo", "tless", "tudl", "icbin", "hb"))
     assert BOP_PARAMS["lmo"].obj_ids == (1, 5, 6, 8, 9, 10, 11, 12)
@@ -64,13 +72,24 @@ def test_golden_samples_match_the_toolkit_counts(case):
 
 
 def test_golden_target_tensors(case):
-    ds, ref, root = case
+    ds, _, root = case
     base = root / "datasets" / "ycbv" / "test"
     for i in range(len(ds)):
         s = ds[i]
         t = s.target
-        assert set(t) == {"sample_id", "scene_id", "im_id", "K", "depth", "gt_obj_id", "gt_R", "gt_t",
-                          "gt_visib_fract", "target_obj_id", "target_inst_count"}
+        assert set(t) == {
+            "sample_id",
+            "scene_id",
+            "im_id",
+            "K",
+            "depth",
+            "gt_obj_id",
+            "gt_R",
+            "gt_t",
+            "gt_visib_fract",
+            "target_obj_id",
+            "target_inst_count",
+        }
         scene, im = int(t["scene_id"]), int(t["im_id"])
         assert int(t["sample_id"]) == scene * 1_000_000 + im == s.sample_id
         sdir = base / f"{scene:06d}"
@@ -78,7 +97,9 @@ def test_golden_target_tensors(case):
         info = json.loads((sdir / "scene_gt_info.json").read_text())[str(im)]
         cam = json.loads((sdir / "scene_camera.json").read_text())[str(im)]
         assert t["gt_obj_id"].tolist() == [g["obj_id"] for g in gt]
-        assert t["gt_R"].dtype == torch.float64 and t["gt_R"].reshape(-1, 9).tolist() == [g["cam_R_m2c"] for g in gt]
+        assert t["gt_R"].dtype == torch.float64 and t["gt_R"].reshape(-1, 9).tolist() == [
+            g["cam_R_m2c"] for g in gt
+        ]
         assert t["gt_t"].tolist() == [g["cam_t_m2c"] for g in gt]
         assert t["gt_visib_fract"].tolist() == [g["visib_fract"] for g in info]
         assert t["K"].dtype == torch.float64 and t["K"].reshape(-1).tolist() == cam["cam_K"]
@@ -115,17 +136,23 @@ def test_golden_visibilities_and_estimate_numbering_match_the_toolkit_records(ca
 
 
 def test_golden_models(case):
-    ds, ref, root = case
+    ds, _, root = case
     info = json.loads((root / "datasets" / "ycbv" / "models_eval" / "models_info.json").read_text())
     models = ds.models
-    assert sorted(models) == sorted({int(o) for i in range(len(ds)) for o in ds.annotations(i)["target_obj_id"]})
+    assert sorted(models) == sorted(
+        {int(o) for i in range(len(ds)) for o in ds.annotations(i)["target_obj_id"]}
+    )
     for o, m in models.items():
         assert m.diameter == info[str(o)]["diameter"]
         assert m.symmetries_discrete == info[str(o)].get("symmetries_discrete", [])
         assert m.symmetries_continuous == info[str(o)].get("symmetries_continuous", [])
         assert m.vertices.dtype == torch.float64 and m.faces.dtype == torch.int64 and m.faces.shape[1] == 3
         # the PLY header's counts
-        head = (root / "datasets" / "ycbv" / "models_eval" / f"obj_{o:06d}.ply").read_text().split("end_header")[0]
+        head = (
+            (root / "datasets" / "ycbv" / "models_eval" / f"obj_{o:06d}.ply")
+            .read_text()
+            .split("end_header")[0]
+        )
         nv = int(head.split("element vertex ")[1].split()[0])
         nf = int(head.split("element face ")[1].split()[0])
         assert m.vertices.shape == (nv, 3) and m.faces.shape == (nf, 3)
@@ -135,14 +162,18 @@ def test_predictions_for_non_target_images_are_ignored(tmp_path):
     ds = dataset(GOLDEN / "case1" / "datasets" / "ycbv")
     csv = tmp_path / "x_ycbv-test.csv"
     r = "1 0 0 0 1 0 0 0 1"
-    csv.write_text("scene_id,im_id,obj_id,score,R,t,time\n"
-                   f"48,1,1,0.5,{r},0 0 800,1.0\n"
-                   f"48,7,1,0.5,{r},0 0 800,1.0\n")
+    csv.write_text(
+        f"scene_id,im_id,obj_id,score,R,t,time\n48,1,1,0.5,{r},0 0 800,1.0\n48,7,1,0.5,{r},0 0 800,1.0\n"
+    )
     with pytest.warns(UserWarning, match="not ycbv test targets are ignored"):
         preds = ds.read_predictions(csv)
     assert list(preds) == [48_000_001]
     empty = ds.empty_prediction(ds[1]).output
-    assert empty["obj_id"].shape == (0,) and empty["R"].shape == (0, 3, 3) and empty["score"].dtype == torch.float64
+    assert (
+        empty["obj_id"].shape == (0,)
+        and empty["R"].shape == (0, 3, 3)
+        and empty["score"].dtype == torch.float64
+    )
 
 
 def test_bundled_sample_is_used_without_data_root(monkeypatch):
@@ -165,7 +196,9 @@ def test_binary_and_ascii_ply_agree(tmp_path):
     from plyfile import PlyData, PlyElement
 
     v = np.array([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)], dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
-    f = np.array([([0, 1, 2],), ([0, 1, 3],), ([0, 2, 3],), ([1, 2, 3],)], dtype=[("vertex_indices", "i4", (3,))])
+    f = np.array(
+        [([0, 1, 2],), ([0, 1, 3],), ([0, 2, 3],), ([1, 2, 3],)], dtype=[("vertex_indices", "i4", (3,))]
+    )
     for text in (True, False):
         p = tmp_path / f"m_{text}.ply"
         PlyData([PlyElement.describe(v, "vertex"), PlyElement.describe(f, "face")], text=text).write(str(p))
@@ -190,7 +223,9 @@ def test_malformed_files_give_one_line_errors(tmp_path):
     gt_path.write_text(json.dumps(gt))
     with pytest.raises(InputError) as e:
         dataset(root)
-    assert e.value.record == "key '2' index 1" and e.value.field == "cam_R_m2c" and str(gt_path) in str(e.value)
+    assert (
+        e.value.record == "key '2' index 1" and e.value.field == "cam_R_m2c" and str(gt_path) in str(e.value)
+    )
 
     root = copy_case(tmp_path / "b")
     tp = root / "test_targets_bop19.json"
@@ -212,7 +247,7 @@ def test_malformed_files_give_one_line_errors(tmp_path):
     info["3"]["diameter"] = -1
     info_path.write_text(json.dumps(info))
     with pytest.raises(InputError) as e:
-        dataset(root).models
+        _ = dataset(root).models
     assert (e.value.record, e.value.field) == ("key '3'", "diameter")
 
     root = copy_case(tmp_path / "e")

@@ -7,6 +7,7 @@ loader on the copied CSVs: thodan/bop_toolkit @ cea62d651c7e395b2e1962b9749e4e89
 every score / R value / t value, the sum of obj ids, the toolkit's average time per image
 (``mean(times.values())``) and the first and last parsed rows.
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,7 +44,10 @@ def test_real_submissions_parse_like_the_toolkit(name):
     for i, key in ((0, "first"), (-1, "last")):
         row = gold[key]
         assert (int(est.scene_id[i]), int(est.im_id[i]), int(est.obj_id[i])) == (
-            row["scene_id"], row["im_id"], row["obj_id"])
+            row["scene_id"],
+            row["im_id"],
+            row["obj_id"],
+        )
         assert float(est.score[i]) == row["score"] and float(est.time[i]) == row["time"]
         assert est.R[i].ravel().tolist() == row["R"] and est.t[i].tolist() == row["t"]
 
@@ -149,7 +153,11 @@ def test_tolerant_of_crlf_bom_and_trailing_blank_lines(tmp_path):
     p.write_bytes(("\ufeff" + HEADER + "\r\n" + GOOD + "\r\n\r\n\n").encode())
     preds = read_bop19_csv(p)
     assert list(preds) == [48_000_001]
-    assert preds[48_000_001].output["R"][0].tolist() == [[0.36, 0.48, -0.8], [-0.8, 0.6, 0.0], [0.48, 0.64, 0.6]]
+    assert preds[48_000_001].output["R"][0].tolist() == [
+        [0.36, 0.48, -0.8],
+        [-0.8, 0.6, 0.0],
+        [0.48, 0.64, 0.6],
+    ]
 
 
 def test_real_gt_submission_passes_the_rotation_check():
@@ -164,8 +172,10 @@ def test_numbers_parse_bit_for_bit_like_python_float(tmp_path):
     rng = np.random.default_rng(0)
     n = 3000
     t = rng.standard_normal((n, 3)) * 10.0 ** rng.integers(-8, 6, (n, 3))
-    texts = [" ".join(f"{v:.25g}" if (i + j) % 2 else repr(float(v)) for j, v in enumerate(row))
-             for i, row in enumerate(t)]
+    texts = [
+        " ".join(f"{v:.25g}" if (i + j) % 2 else repr(float(v)) for j, v in enumerate(row))
+        for i, row in enumerate(t)
+    ]
     scores = [f"{v:.19e}" for v in rng.random(n)]
     lines = [f"{48 + i % 3},{i // 3},{1 + i % 21},{scores[i]},{ROW_R},{texts[i]},0.5" for i in range(n)]
     est = read_bop19_rows(write(tmp_path, *lines))
