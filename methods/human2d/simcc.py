@@ -32,15 +32,20 @@ from typing import ClassVar
 
 import timm
 import torch
-import torch.nn as nn
-from torch import Tensor
+from torch import Tensor, nn
 
 from bench.errors import InputError
 from bench.registry import register_method
 from bench.types import Prediction, Sample
 from methods.base import PoseMethod
 from methods.human2d.topdown import (
-    CropBoxes, TopDownConfig, check_and_load, flip_index, instances, load_state_dict, prepare_crops,
+    CropBoxes,
+    TopDownConfig,
+    check_and_load,
+    flip_index,
+    instances,
+    load_state_dict,
+    prepare_crops,
 )
 from methods.human2d.vitpose import pipeline_from_cfg
 
@@ -249,7 +254,7 @@ class SimCC(PoseMethod):
         return out
 
     @classmethod
-    def from_official_checkpoint(cls, path: Path, backbone: str = "res50", **cfg) -> "SimCC":
+    def from_official_checkpoint(cls, path: Path, backbone: str = "res50", **cfg) -> SimCC:
         """Build SimCC on ``backbone`` and load an official checkpoint (mmpose 1.x or SimCC repo layout)."""
         sd = load_state_dict(path)
         model = cls(backbone=backbone, **cfg)

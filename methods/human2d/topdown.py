@@ -25,9 +25,9 @@ Everything is batched over all person crops of a batch of images and runs on the
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from bench.errors import InputError
+from bench.types import Prediction
 
 #: COCO left/right keypoint pairs (eyes, ears, shoulders, elbows, wrists, hips, knees, ankles).
 COCO_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
@@ -147,19 +148,19 @@ def affine_crop(image: Tensor, matrices: Tensor, input_size: tuple[int, int], ro
     if P == 0:
         return image.new_zeros((0, C, h_in, w_in), dtype=torch.float32)
     dev = image.device
-    A = matrices[:, :, :2].to(device=dev, dtype=torch.float64)
-    t = matrices[:, :, 2].to(device=dev, dtype=torch.float64)
-    Ainv = torch.linalg.inv(A)
-    v, u = torch.meshgrid(torch.arange(h_in, dtype=torch.float64, device=dev),
-                          torch.arange(w_in, dtype=torch.float64, device=dev), indexing="ij")
-    dst = torch.stack([u, v], -1).reshape(1, -1, 2) - t[:, None, :]           # (P, h*w, 2)
-    src = torch.einsum("pij,pnj->pni", Ainv, dst)                              # (P, h*w, 2) image pixels
-    gx = src[..., 0] * (2.0 / max(W - 1, 1)) - 1.0
-    gy = src[..., 1] * (2.0 / max(H - 1, 1)) - 1.0
-    grid = torch.stack([gx, gy], -1).reshape(1, P * h_in, w_in, 2).to(torch.float32)
+    # crop pixel -> image pixel (M^-1), wrapped between grid_sample's normalised coordinates (align_corners=True:
+    # -1 and 1 are the centres of the first and last pixels): theta = D_img M^-1 D_crop^-1, all in float64
+    M = torch.zeros(P, 3, 3, dtype=torch.float64)
+    M[:, :2] = matrices.to(device="cpu", dtype=torch.float64)
+    M[:, 2, 2] = 1.0
+    d_img = torch.tensor([[2.0 / max(W - 1, 1), 0, -1], [0, 2.0 / max(H - 1, 1), -1], [0, 0, 1]], dtype=torch.float64)
+    d_crop_inv = torch.tensor([[(w_in - 1) / 2.0, 0, (w_in - 1) / 2.0], [0, (h_in - 1) / 2.0, (h_in - 1) / 2.0],
+                               [0, 0, 1]], dtype=torch.float64)
+    theta = (d_img @ torch.linalg.inv(M) @ d_crop_inv)[:, :2].to(device=dev, dtype=torch.float32)
+    grid = F.affine_grid(theta, [P, C, h_in, w_in], align_corners=True).reshape(1, P * h_in, w_in, 2)
     out = F.grid_sample(image[None].to(torch.float32), grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=True)                                    # (1, C, P*h, w)
-    out = out.reshape(C, P, h_in, w_in).permute(1, 0, 2, 3)
+                        align_corners=True)                                    # (1, C, P*h, w), one call
+    out = out.reshape(C, P, h_in, w_in).transpose(0, 1)
     if round_uint8:
         out = out.round().clamp_(0, 255)
     return out.contiguous()
@@ -186,7 +187,9 @@ def load_image(path: str | Path) -> Tensor:
     """RGB uint8 ``(3, H, W)``; EXIF orientation applied, as ``cv2.imread`` (mmcv's default) does."""
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
+            if im.getexif().get(0x0112, 1) != 1:      # EXIF orientation: only when there is one
+                im = ImageOps.exif_transpose(im)
+            im = im.convert("RGB")
             arr = np.asarray(im, dtype=np.uint8).copy()
     except (OSError, ValueError) as e:
         raise InputError(path, None, "image_path", f"cannot read the image: {e}") from None
@@ -397,7 +400,7 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as first:  # noqa: BLE001 - weights_only refused a global: stub the metadata
+        except Exception as first:
             try:
                 names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
             except Exception:  # noqa: BLE001 - not a torch zip checkpoint at all
@@ -485,10 +488,8 @@ def prepare_crops(batch, cfg: TopDownConfig, device) -> tuple[Tensor, CropBoxes,
 
 
 def instances(sample_id: int, kpts: Tensor, kpt_scores: Tensor, box_scores: Tensor, areas: Tensor,
-              cfg: TopDownConfig):
+              cfg: TopDownConfig) -> Prediction:
     """One image's prediction: rescoring, optional OKS-NMS (kept in descending score, as mmpose writes)."""
-    from bench.types import Prediction
-
     scores = rescore(kpt_scores, box_scores, cfg.vis_thr)
     kp = torch.cat([kpts.to(torch.float32), kpt_scores.to(torch.float32)[..., None]], -1)
     if cfg.oks_nms_thr is not None:

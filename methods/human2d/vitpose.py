@@ -26,18 +26,23 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
-from torch import Tensor
+from torch import Tensor, nn
 
 from bench.errors import InputError
 from bench.registry import register_method
 from bench.types import Prediction, Sample
 from methods.base import PoseMethod
 from methods.human2d.topdown import (
-    TopDownConfig, check_and_load, decode_udp_heatmaps, flip_back_heatmaps, flip_index, instances,
-    load_state_dict, prepare_crops,
+    TopDownConfig,
+    check_and_load,
+    decode_udp_heatmaps,
+    flip_back_heatmaps,
+    flip_index,
+    instances,
+    load_state_dict,
+    prepare_crops,
 )
 
 
@@ -172,9 +177,8 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: ViTPoseNet | None
     out: dict[str, Tensor] = {}
     for k, v in state_dict.items():
         if layout == "vitpose":
-            if k == "backbone.pos_embed":
-                if v.ndim == 3 and (n_tokens is None or v.shape[1] == n_tokens + 1):
-                    v = v[:, 1:] + v[:, :1]
+            if k == "backbone.pos_embed" and v.ndim == 3 and (n_tokens is None or v.shape[1] == n_tokens + 1):
+                v = v[:, 1:] + v[:, :1]
             k = k.replace("backbone.last_norm.", "backbone.norm.", 1)
             k = re.sub(r"^keypoint_head\.", "head.", k)
         elif layout == "mmpose1":
@@ -238,7 +242,7 @@ class ViTPose(PoseMethod):
         return out
 
     @classmethod
-    def from_official_checkpoint(cls, path: Path, arch: str = "b", decoder: str = "auto", **cfg) -> "ViTPose":
+    def from_official_checkpoint(cls, path: Path, arch: str = "b", decoder: str = "auto", **cfg) -> ViTPose:
         """Build ViTPose-``arch`` and load an official checkpoint (original repo or mmpose 1.x layout).
 
         ``decoder="auto"`` takes the classic decoder when the checkpoint has deconvolution layers.

@@ -18,8 +18,18 @@ import torch
 
 from bench.errors import InputError
 from methods.human2d.topdown import (
-    CropBoxes, affine_crop, boxes_to_center_scale, decode_udp_heatmaps, flip_back_heatmaps, flip_index,
-    load_image, load_state_dict, oks_nms, oks_overlaps, rescore, warp_matrices,
+    CropBoxes,
+    affine_crop,
+    boxes_to_center_scale,
+    decode_udp_heatmaps,
+    flip_back_heatmaps,
+    flip_index,
+    load_image,
+    load_state_dict,
+    oks_nms,
+    oks_overlaps,
+    rescore,
+    warp_matrices,
 )
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "human2d_topdown"

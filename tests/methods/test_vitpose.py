@@ -28,7 +28,7 @@ from bench.errors import InputError
 from bench.registry import METHODS
 from bench.types import Sample
 from methods.human2d import vitpose as vp
-from methods.human2d.topdown import CropBoxes, decode_udp_heatmaps, instances, normalize
+from methods.human2d.topdown import CropBoxes, check_and_load, decode_udp_heatmaps, instances, normalize
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "human2d_topdown"
 KEYS = json.loads((DATA / "official_keys.json").read_text())
@@ -251,19 +251,38 @@ def test_empty_image_gives_empty_prediction(vitpose_s):
     assert p.output["keypoints"].shape == (0, 17, 3) and p.output["scores"].shape == (0,)
 
 
-def test_bad_checkpoints_raise_input_error(tmp_path, s_checkpoint):
+def test_bad_checkpoints_raise_input_error(tmp_path, vitpose_s):
+    """Key/shape problems are checked before anything is loaded (in memory here: same code path as a file)."""
+    net = vitpose_s.net
     sd = official_state("vitpose-s")
     missing = dict(sd)
     missing.pop("backbone.blocks.3.attn.qkv.weight")
     with pytest.raises(InputError, match="blocks.3.attn.qkv.weight"):
-        vp.ViTPose.from_official_checkpoint(save(tmp_path, missing), arch="s")
-    extra = {**sd, "keypoint_head.extra.weight": torch.zeros(1)}
+        check_and_load(net, vp.checkpoint_filter_fn(missing, net), "ckpt.pth")
     with pytest.raises(InputError, match="unknown key"):
-        vp.ViTPose.from_official_checkpoint(save(tmp_path, extra), arch="s")
+        check_and_load(net, vp.checkpoint_filter_fn({**sd, "keypoint_head.extra.weight": torch.zeros(1)}, net), "c")
     with pytest.raises(InputError, match="shape"):
-        vp.ViTPose.from_official_checkpoint(save(tmp_path, {**sd, "backbone.pos_embed": torch.zeros(1, 193, 768)}), arch="s")
+        check_and_load(net, vp.checkpoint_filter_fn({**sd, "backbone.pos_embed": torch.zeros(1, 193, 768)}, net), "c")
     with pytest.raises(InputError, match="not a ViTPose checkpoint"):
         vp.ViTPose.from_official_checkpoint(save(tmp_path, {"foo.weight": torch.zeros(1)}), arch="s")
+    with torch.no_grad():                                                 # nothing was loaded by the failures
+        np.testing.assert_allclose(net(X).numpy(), NPZ["heatmaps_s"], rtol=0, atol=2e-5)
+
+
+def test_predictions_are_what_the_coco_metric_scores():
+    """GT keypoints sent through ``instances`` (rescoring) score AP 1 on the bundled COCO sample."""
+    from bench.data.coco import build_coco
+    ds = build_coco(OmegaConf.create({"name": "coco", "data_root": None, "person_boxes": None, "sigmas": None}))
+    metric = ds.build_metric()
+    for i in range(len(ds)):
+        t = ds[i].target
+        keep = ~t["iscrowd"] & (t["num_keypoints"] > 0)
+        kp = t["keypoints"][keep].float()
+        pred = instances(int(t["image_id"]), kp[..., :2], torch.full(kp.shape[:2], 0.9), torch.ones(kp.shape[0]),
+                         t["area"][keep].float(), vp.TopDownConfig(oks_nms_thr=None))
+        assert pred.output["keypoints"].shape == (int(keep.sum()), 17, 3)
+        metric.update([pred.output], [t])
+    assert metric.compute()["AP"].item() == pytest.approx(1.0)
 
 
 def test_registered_builders_and_weights_required():
