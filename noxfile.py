@@ -85,10 +85,12 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def leaderboards(session: nox.Session) -> None:
     """Regenerate every committed leaderboard CSV from leaderboards/manifest.yaml (byte-identical)."""
-    session.run(_env(session), "-m", "bench", "leaderboards", external=True)
+    env = {"POSEARENA_PYTHON_BLAZEPOSE": _env(session, "blazepose")}
+    session.run(_env(session), "-m", "bench", "leaderboards", env=env, external=True)
 
 
 @nox.session
 def regression(session: nox.Session) -> None:
     """Recompute the committed leaderboard rows and fail, with a diff table, on any change."""
-    session.run(_env(session), "-m", "bench", "regression", external=True)
+    env = {"POSEARENA_PYTHON_BLAZEPOSE": _env(session, "blazepose")}
+    session.run(_env(session), "-m", "bench", "regression", env=env, external=True)

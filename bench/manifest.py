@@ -9,7 +9,10 @@ recomputes them and compares with the committed CSVs, printing a table of every 
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,7 @@ class Entry:
     data_root: str | None = None
     overrides: list[str] = field(default_factory=list)
     tolerances: dict[str, float] = field(default_factory=dict)
+    env: str = "posearena"  # the nox environment that can run it (BlazePose needs the numpy<2 one)
 
     def command(self, leaderboard_dir: Path, out: Path) -> list[str]:
         args = [f"method={self.method}", f"dataset={self.dataset}"]
@@ -55,15 +59,21 @@ def load_manifest(path: Path = MANIFEST) -> list[Entry]:
     return entries
 
 
-def regenerate_into(entries: list[Entry], leaderboard_dir: Path) -> None:
-    """Compute every manifest row into ``leaderboard_dir`` (in this process, one run after another)."""
-    from bench.__main__ import compose
-    from bench.run import evaluate
+def python_for(env: str) -> str:
+    """The interpreter of a nox environment: ``$POSEARENA_PYTHON_<ENV>`` (set by noxfile), else this one."""
+    return os.environ.get(f"POSEARENA_PYTHON_{env.upper()}", sys.executable)
 
+
+def regenerate_into(entries: list[Entry], leaderboard_dir: Path) -> None:
+    """Compute every manifest row into ``leaderboard_dir``, each as its own ``python -m bench evaluate``."""
     with tempfile.TemporaryDirectory() as scratch:
         for i, e in enumerate(entries):
             print(f"[{i + 1}/{len(entries)}] {e.method} on {e.dataset} {' '.join(e.overrides)}", flush=True)
-            evaluate(compose(e.command(leaderboard_dir, Path(scratch) / str(i))))
+            cmd = [python_for(e.env), "-m", "bench", "evaluate", *e.command(leaderboard_dir, Path(scratch) / str(i))]
+            done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+            if done.returncode != 0:
+                tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+                raise InputError(MANIFEST, f"rows[{i}]", None, f"{e.method} on {e.dataset} failed: {tail}")
 
 
 def regenerate(manifest: Path = MANIFEST) -> None:

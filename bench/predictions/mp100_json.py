@@ -44,7 +44,7 @@ def _diagnose(path: Path, rec: str, kps: list) -> None:
     raise InputError(path, rec, "keypoints", "expected a list of [x, y] number pairs")
 
 
-def read_mp100_predictions(path: Path, dataset: "Mp100Dataset") -> dict[int, Prediction]:
+def read_mp100_predictions(path: Path, dataset: Mp100Dataset) -> dict[int, Prediction]:
     """Read and validate a predictions file against ``dataset``'s episodes -> {sample_id: Prediction}."""
     path = Path(path)
     try:

@@ -176,22 +176,28 @@ def _valid_records(d: Mp100Dataset, episodes: range | None = None) -> list[dict]
     return out
 
 
-def test_reader_returns_every_pair(ds, tmp_path):
-    recs = _valid_records(ds)
+@pytest.fixture(scope="module")
+def val_ds() -> Mp100Dataset:
+    """Split 1 val, 1-shot: 1,500 episodes x 15 queries (a quarter of test, for whole-file reader tests)."""
+    return Mp100Dataset(SAMPLE, split=1, subset="val", shots=1, bundled=True)
+
+
+def test_reader_returns_every_pair(val_ds, tmp_path):
+    recs = _valid_records(val_ds)
     p = tmp_path / "p.json"
     p.write_text(json.dumps(recs))
-    preds = read_mp100_predictions(p, ds)
-    assert len(preds) == len(ds)
-    s = ds[12345]
+    preds = read_mp100_predictions(p, val_ds)
+    assert len(preds) == len(val_ds) == 15000
+    s = val_ds[12345]
     out = preds[s.sample_id].output["keypoints"]
     assert out.dtype == torch.float64 and torch.equal(out, s.target["keypoints"].double() + 1.5)
-    assert ds.read_predictions(p).keys() == preds.keys()
+    assert val_ds.read_predictions(p).keys() == preds.keys()
 
 
 def _bad(ds, tmp_path, mutate, full: bool = False):
     """A file whose first three episodes are valid but for ``mutate``: the reader stops at the bad record."""
     recs = _valid_records(ds, None if full else range(3))
-    recs = mutate(recs) or recs
+    mutate(recs)
     p = tmp_path / "bad.json"
     p.write_text(json.dumps(recs))
     with pytest.raises(InputError) as e:
@@ -230,9 +236,9 @@ def test_duplicate_message_points_at_the_first(ds, tmp_path):
     assert "also at index 17" in err.problem
 
 
-def test_missing_pairs_are_an_error(ds, tmp_path):
-    err = _bad(ds, tmp_path, lambda r: r.pop(31), full=True)
-    assert err.field == "episode" and "episode 2 query_id" in err.problem and "1 of 60000" in err.problem
+def test_missing_pairs_are_an_error(val_ds, tmp_path):
+    err = _bad(val_ds, tmp_path, lambda r: r.pop(31), full=True)
+    assert err.field == "episode" and "episode 2 query_id" in err.problem and "1 of 15000" in err.problem
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"episode": 0}', "", "[1, 2"])

@@ -169,13 +169,47 @@ def test_query_without_valid_keypoints_counts_as_zero():
     assert all(out[k].item() == 0.5 for k in m.keys)
 
 
-def test_threshold_is_strict_and_compared_in_float32():
-    """d == t misses; d a hair below t (float64) still misses once stored as float32, as in the reference."""
+def test_threshold_is_strict_and_distance_is_float32():
+    """d == t misses; d a hair below t in float64 still misses: stored as float32 it is float32(t) >= t."""
     gt = [[100.0, 100.0], [100.0, 100.0], [100.0, 100.0]]
     pred = [[120.0, 100.0],  # d = 20 / 100 = 0.2 exactly the threshold: miss at 0.2
-            [100.0 + 20.0 * (1 - 1e-12), 100.0],  # float64 d < 0.2, float32(d) == float32(0.2): miss
+            [100.0 + 20.0 * (1 - 1e-12), 100.0],  # float64 d < 0.2, but float32(d) == float32(0.2): miss
             [119.99, 100.0]]  # clearly inside: hit
     p, t = _one(0, gt, pred, [True, True, True], 100.0)
     m = CapePCK(thresholds=(0.2,))
     m.update([p], [t])
     assert m.compute()["PCK@0.2"].item() == 1 / 3
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    ds = Mp100Dataset(SAMPLE, split=1, subset="test", shots=5, bundled=True)
+    idx = list(range(0, 3001, 3))  # 1001 samples: the sampler pads rank 1 with a duplicate
+    sampler = torch.utils.data.DistributedSampler(idx, num_replicas=world, rank=rank, shuffle=True, seed=3)
+    metric = CapePCK()
+    mine = [idx[j] for j in sampler]
+    for b in range(0, len(mine), 17):
+        samples = [ds[i] for i in mine[b:b + 17]]
+        metric.update([{"keypoints": s.target["keypoints"].double() + (s.sample_id % 7)} for s in samples],
+                      [s.target for s in samples])
+    out = {k: v.item() for k, v in metric.compute().items()}
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(out))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_equals_one_process(tmp_path):
+    """Real torch.distributed (gloo, 2 processes, DistributedSampler padding): same result, bit for bit."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    ds = Mp100Dataset(SAMPLE, split=1, subset="test", shots=5, bundled=True)
+    samples = [ds[i] for i in range(0, 3001, 3)]
+    single = CapePCK()
+    single.update([{"keypoints": s.target["keypoints"].double() + (s.sample_id % 7)} for s in samples],
+                  [s.target for s in samples])
+    want = {k: v.item() for k, v in single.compute().items()}
+    for r in range(2):
+        assert json.loads((tmp_path / f"rank{r}.json").read_text()) == want
