@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 COCO_SAMPLE = REPO / "bench" / "data" / "samples" / "coco"
 COCO_GT = COCO_SAMPLE / "annotations" / "person_keypoints_val2017.json"
 DET_BOXES = COCO_SAMPLE / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json"
-NO_MEDIAPIPE = "mediapipe (numpy<2, protobuf<5) is not installed here: run `nox -s blazepose`"
+NO_MEDIAPIPE = "mediapipe (numpy<2, protobuf<5) is not installed here: `nox -s tests` runs these in the blazepose environment"
 
 
 class _Dataset:
