@@ -174,7 +174,7 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
     if ds.bundled and console is not None and int(os.environ.get("LOCAL_RANK", "0")) == 0:
         console.print(
             f"[bold yellow]NOTE: no {ds.name!r} data under data_root or $POSEARENA_DATA: using the BUNDLED SAMPLE "
-            f"at {ds.root} (a few samples, not the full benchmark).[/]",
+            f"at {ds.root} ({ds.bundled_note}).[/]",
             soft_wrap=True,
         )
     method, pred_sha = build_method(cfg, ds)

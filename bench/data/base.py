@@ -31,6 +31,7 @@ class BenchmarkDataset(Dataset, ABC):
 
     family: ClassVar[str]
     metric_keys: ClassVar[tuple[str, ...]]
+    bundled_note: ClassVar[str] = "a few samples, not the full benchmark"
 
     def __init__(self, name: str, root: Path, bundled: bool):
         self.name = name

@@ -230,6 +230,7 @@ class Mp100Dataset(BenchmarkDataset):
 
     family = "cape"
     metric_keys = tuple(f"PCK@{t}" for t in PCK_THRESHOLDS) + ("mPCK",)
+    bundled_note = "the complete official val/test annotations; images are not bundled, so only predictions= runs"
 
     def __init__(self, root: Path, split: int = 1, subset: str = "test", shots: int = 1, bundled: bool = False):
         super().__init__("mp100", root, bundled)
