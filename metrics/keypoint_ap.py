@@ -29,6 +29,11 @@ Exactness details that move numbers and are reproduced on purpose:
   float64 bits as the reference (on CUDA ``torch.exp`` may differ by 1 ulp, which can only matter for an
   OKS within 1 ulp of a threshold).
 
+Where the references disagree we follow pycocotools (xtcocotools and faster-coco-eval give the same
+stats otherwise): GT annotation id 0 (above; xtcocotools scores the match); a GT whose ``num_keypoints`` is 0
+but has visible keypoints is ignored because the field is trusted (xtcocotools counts v > 0); an empty
+results list scores 0 like faster-coco-eval (pycocotools raises; see bench/predictions/coco_json.py).
+
 The kernel is vectorised: OKS for every detection/GT pair of the same image at once (a flat pair list), then
 the greedy matching on the candidate pairs only (OKS >= the lowest threshold), packed per image into small
 padded blocks (images bucketed by candidate-GT count); the pass is sequential over the detection rank only
