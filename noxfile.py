@@ -7,7 +7,6 @@ protobuf<5 (mediapipe), so it gets its own environment, ``.nox/blazepose``.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sys
 from pathlib import Path

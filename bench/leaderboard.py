@@ -15,9 +15,10 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 KEY_COLUMNS = ("method", "variant")
 PROVENANCE_COLUMNS = ("num_samples", "code", "data", "predictions")

@@ -5,7 +5,8 @@ registries are filled by importing :mod:`bench.data` and :mod:`methods`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -22,7 +22,7 @@ class PoseMethod(LightningModule):
         raise NotImplementedError
 
     @classmethod
-    def from_official_checkpoint(cls, path: Path, **cfg) -> "PoseMethod":  # pragma: no cover
+    def from_official_checkpoint(cls, path: Path, **cfg) -> PoseMethod:  # pragma: no cover
         """Build the module and load an official checkpoint, converting its key layout."""
         raise NotImplementedError
 

@@ -19,7 +19,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
     """``python -m bench <args>`` in a subprocess, from the repo root."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     full_env.pop("POSEARENA_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, env=full_env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, env=full_env, capture_output=True, check=False,
                           text=True, timeout=timeout)
 
 
