@@ -102,8 +102,9 @@ def read_coco_keypoint_gt(path: str | Path) -> CocoKeypointGT:
         return _read_gt(Path(path))
 
 
-def _read_gt(path: Path) -> CocoKeypointGT:
-    d = _load_json(path)
+def check_gt_header(path: Path, d) -> tuple[int, list | None]:
+    """Check the top level of a COCO-style keypoint GT file; return the person category id and its
+    keypoint names (shared by the COCO and CrowdPose readers)."""
     if not isinstance(d, dict):
         raise InputError(path, None, None, f"expected a JSON object with images/annotations/categories, found {type(d).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -112,8 +113,12 @@ def _read_gt(path: Path) -> CocoKeypointGT:
     cats = d["categories"]
     if len(cats) != 1 or not isinstance(cats[0], dict) or not _is_int(cats[0].get("id")):
         raise InputError(path, "categories", "id", f"expected exactly one (person) category with an integer id, found {len(cats)}")
-    cat = cats[0]["id"]
-    names = cats[0].get("keypoints")
+    return cats[0]["id"], cats[0].get("keypoints")
+
+
+def _read_gt(path: Path) -> CocoKeypointGT:
+    d = _load_json(path)
+    cat, names = check_gt_header(path, d)
     images = []
     seen: set[int] = set()
     for i, im in enumerate(d["images"]):

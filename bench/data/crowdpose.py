@@ -42,6 +42,7 @@ from bench.data.coco import (
     _is_num,
     _keypoint_array,
     _load_json,
+    check_gt_header,
     read_person_boxes,
 )
 from bench.errors import InputError
@@ -86,16 +87,7 @@ def read_crowdpose_gt(path: str | Path) -> CrowdPoseGT:
 
 def _read_gt(path: Path) -> CrowdPoseGT:
     d = _load_json(path)
-    if not isinstance(d, dict):
-        raise InputError(path, None, None, f"expected a JSON object with images/annotations/categories, found {type(d).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(d.get(key), list):
-            raise InputError(path, None, key, "missing or not a list")
-    cats = d["categories"]
-    if len(cats) != 1 or not isinstance(cats[0], dict) or not _is_int(cats[0].get("id")):
-        raise InputError(path, "categories", "id", f"expected exactly one (person) category with an integer id, found {len(cats)}")
-    cat = cats[0]["id"]
-    names = cats[0].get("keypoints")
+    cat, names = check_gt_header(path, d)
     images, crowd, seen = [], [], set()
     for i, im in enumerate(d["images"]):
         where = f"images index {i}"
