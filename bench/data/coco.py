@@ -328,13 +328,19 @@ class CocoKeypoints(BenchmarkDataset):
                                              "scores": torch.zeros(0, dtype=torch.float64)})
 
 
+def build_keypoint_dataset(cls, name: str, ann_file: str, bundled_boxes: str, cfg):
+    """Build a COCO-format keypoint dataset (options: data_root, person_boxes, sigmas); on the bundled
+    sample the bundled detector boxes are the default person boxes."""
+    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
+    root, bundled = resolve_data_root(name, get("data_root", None), [ann_file], name)
+    boxes = get("person_boxes", None)
+    if boxes is None and bundled:
+        boxes = root / bundled_boxes
+    sigmas = get("sigmas", None)
+    return cls(root, bundled, person_boxes=boxes, sigmas=None if sigmas is None else list(sigmas))
+
+
 @register_dataset("coco")
 def build_coco(cfg) -> CocoKeypoints:
     """Builder for ``dataset=coco`` (options: data_root, person_boxes, sigmas)."""
-    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
-    root, bundled = resolve_data_root("coco", get("data_root", None), [ANN_FILE], "coco")
-    boxes = get("person_boxes", None)
-    if boxes is None and bundled:
-        boxes = root / BUNDLED_BOXES
-    sigmas = get("sigmas", None)
-    return CocoKeypoints(root, bundled, person_boxes=boxes, sigmas=None if sigmas is None else list(sigmas))
+    return build_keypoint_dataset(CocoKeypoints, "coco", ANN_FILE, BUNDLED_BOXES, cfg)

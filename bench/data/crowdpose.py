@@ -32,7 +32,6 @@ import torch
 from torch import Tensor
 from torchmetrics.utilities import dim_zero_cat
 
-from bench.data.base import resolve_data_root
 from bench.data.coco import (
     CocoKeypointGT,
     CocoKeypoints,
@@ -42,6 +41,7 @@ from bench.data.coco import (
     _is_num,
     _keypoint_array,
     _load_json,
+    build_keypoint_dataset,
     check_gt_header,
     read_person_boxes,
 )
@@ -272,10 +272,4 @@ class CrowdPose(CocoKeypoints):
 @register_dataset("crowdpose")
 def build_crowdpose(cfg) -> CrowdPose:
     """Builder for ``dataset=crowdpose`` (options: data_root, person_boxes, sigmas)."""
-    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
-    root, bundled = resolve_data_root("crowdpose", get("data_root", None), [ANN_FILE], "crowdpose")
-    boxes = get("person_boxes", None)
-    if boxes is None and bundled:
-        boxes = root / BUNDLED_BOXES
-    sigmas = get("sigmas", None)
-    return CrowdPose(root, bundled, person_boxes=boxes, sigmas=None if sigmas is None else list(sigmas))
+    return build_keypoint_dataset(CrowdPose, "crowdpose", ANN_FILE, BUNDLED_BOXES, cfg)

@@ -41,9 +41,9 @@ from methods.base import PoseMethod
 from methods.human2d.topdown import (
     CropBoxes,
     TopDownConfig,
+    batch_instances,
     check_and_load,
     flip_index,
-    instances,
     load_state_dict,
     prepare_crops,
 )
@@ -245,13 +245,7 @@ class SimCC(PoseMethod):
         vx, vy = self.vectors(x.to(self.dtype))
         locs, vals = simcc_maximum(vx.float(), vy.float(), softmax=self.decode == "original")
         kpts = simcc_to_image(locs, geo)
-        areas = geo.area
-        out, start = [], 0
-        for s, n in zip(batch, counts):
-            sl = slice(start, start + n)
-            out.append(instances(s.sample_id, kpts[sl], vals[sl], box_scores[sl], areas[sl], self.pipeline))
-            start += n
-        return out
+        return batch_instances(batch, counts, kpts, vals, box_scores, geo.area, self.pipeline)
 
     @classmethod
     def from_official_checkpoint(cls, path: Path, backbone: str = "res50", **cfg) -> SimCC:

@@ -501,3 +501,14 @@ def instances(sample_id: int, kpts: Tensor, kpt_scores: Tensor, box_scores: Tens
         "keypoints": kp.reshape(-1, K, 3).to(torch.float64).cpu(),
         "scores": scores.to(torch.float64).cpu(),
     })
+
+
+def batch_instances(batch: list, counts: list[int], kpts: Tensor, kpt_scores: Tensor, box_scores: Tensor,
+                    areas: Tensor, cfg: TopDownConfig) -> list[Prediction]:
+    """Split a batch's crops (``counts[i]`` of them for image i, in order) back into one prediction per image."""
+    out, start = [], 0
+    for sample, n in zip(batch, counts):
+        sl = slice(start, start + n)
+        out.append(instances(sample.sample_id, kpts[sl], kpt_scores[sl], box_scores[sl], areas[sl], cfg))
+        start += n
+    return out

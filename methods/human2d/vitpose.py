@@ -36,11 +36,11 @@ from bench.types import Prediction, Sample
 from methods.base import PoseMethod
 from methods.human2d.topdown import (
     TopDownConfig,
+    batch_instances,
     check_and_load,
     decode_udp_heatmaps,
     flip_back_heatmaps,
     flip_index,
-    instances,
     load_state_dict,
     prepare_crops,
 )
@@ -233,13 +233,7 @@ class ViTPose(PoseMethod):
         x, geo, counts, box_scores = prepare_crops(batch, self.pipeline, self.device)
         hm = self.heatmaps(x.to(self.dtype))
         kpts, vals = decode_udp_heatmaps(hm.float(), geo, self.modulate_kernel)
-        areas = geo.area
-        out, start = [], 0
-        for s, n in zip(batch, counts):
-            sl = slice(start, start + n)
-            out.append(instances(s.sample_id, kpts[sl], vals[sl], box_scores[sl], areas[sl], self.pipeline))
-            start += n
-        return out
+        return batch_instances(batch, counts, kpts, vals, box_scores, geo.area, self.pipeline)
 
     @classmethod
     def from_official_checkpoint(cls, path: Path, arch: str = "b", decoder: str = "auto", **cfg) -> ViTPose:
