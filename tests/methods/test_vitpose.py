@@ -294,3 +294,20 @@ def test_registered_builders_and_weights_required():
         vp.pipeline_from_cfg(OmegaConf.create({"pipeline": {"bogus": 1}}))
     conf = OmegaConf.load(Path(vp.__file__).resolve().parents[2] / "bench" / "conf" / "method" / "vitpose-l.yaml")
     assert conf.name == "vitpose-l" and vp.pipeline_from_cfg(conf).oks_nms_thr == 0.9
+
+
+@pytest.mark.slow
+def test_cli_vitpose_b_with_official_checkpoint_writes_a_row(tmp_path):
+    """``nox -s evaluate -- method=vitpose-b dataset=coco weights=FILE`` on the bundled sample: an official-layout
+    checkpoint (seeded random weights) goes through conversion, the top-down pipeline and the COCO metric."""
+    from tests.conftest import run_cli
+
+    ckpt = save(tmp_path, {k: seeded_value(k, tuple(s)) for k, s in KEYS["vitpose-b"].items()})
+    out, boards = tmp_path / "out", tmp_path / "boards"
+    r = run_cli("evaluate", "method=vitpose-b", "dataset=coco", f"weights={ckpt}", f"out={out}",
+                f"leaderboard_dir={boards}", "batch_size=2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert 0.0 <= metrics["AP"] <= 1.0 and "AR" in metrics
+    rows = (boards / "human2d" / "coco.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("vitpose-b,")
