@@ -107,6 +107,7 @@ class BOPAR(Metric):
                                                     max_sym_disc_step) for oid, m in self.models.items()}
         self._subsets = {oid: pose_error.farthest_point_subset(m.vertices.to(torch.float64))
                          for oid, m in self.models.items()}
+        self._sym_pts: dict[tuple[int, str], Tensor] = {}  # (obj, device) -> (S, N, 3), built on first use
         self._banks: dict[str, MeshBank] = {}
         for f in _PAIR_FIELDS:
             self.add_state(f"pair_{f}", default=[], dist_reduce_fx="cat")
@@ -197,14 +198,18 @@ class BOPAR(Metric):
             pts = m.vertices.to(dev, torch.float64)
             sR, st = (x.to(dev) for x in self._syms[o])
             sub = self._subsets[o].to(dev)
+            key = (o, str(dev))
+            if key not in self._sym_pts:
+                self._sym_pts[key] = pose_error.symmetric_points(pts, sR, st)
+            sp = self._sym_pts[key]
             a = (R_e[sel], t_e[sel], R_g[sel], t_g[sel])
             ok = pose_error.spheres_overlap(t_e[sel], t_g[sel], m.diameter)
             inf = torch.full((sel.numel(),), float("inf"), dtype=torch.float64, device=dev)
             oi = torch.nonzero(ok).squeeze(1)
             ms = inf.clone()
-            ms[oi] = pose_error.mssd(*(x[oi] for x in a), pts, sR, st, sub=sub)
+            ms[oi] = pose_error.mssd(*(x[oi] for x in a), pts, sR, st, sub=sub, sym_pts=sp)
             out["mssd"][sel] = ms
-            out["mspd"][sel] = pose_error.mspd(*a, K[sel], pts, sR, st, sub=sub)
+            out["mspd"][sel] = pose_error.mspd(*a, K[sel], pts, sR, st, sub=sub, sym_pts=sp)
             if self.extras:
                 ad, ai = inf.clone(), inf.clone()
                 ad[oi] = pose_error.add(*(x[oi] for x in a), pts)
@@ -276,8 +281,10 @@ class BOPAR(Metric):
 
         details: dict[str, Any] = {"recalls": {"vsd": [], "mssd": [], "mspd": []}}
         vsd_recalls = []
+        hits: dict[str, list[Tensor]] = {"vsd": [], "mssd": [], "mspd": []}  # (C, n_gt) per error, for bootstrap
         for ti, tau in enumerate(self.vsd_taus.tolist()):
             m = greedy_match(pair["vsd"][:, ti].contiguous(), dense, valid, self.vsd_th)
+            hits["vsd"].append(m)
             rec, tp, n = recall_at(m, valid)
             vsd_recalls.append(rec)
             for c, th in enumerate(self.vsd_th.tolist()):
@@ -288,6 +295,7 @@ class BOPAR(Metric):
         for name, err, th in (("mssd", pair["mssd"] / pair["diameter"], self.mssd_th),
                               ("mspd", pair["mspd"] * (640.0 / pair["width"]), self.mspd_th)):
             m = greedy_match(err, dense, valid, th)
+            hits[name].append(m)
             rec, tp, n = recall_at(m, valid)
             for c, t in enumerate(th.tolist()):
                 details["recalls"][name].append({"correct_th": t, "recall": float(rec[c]), "tp_count": int(tp[c]),
@@ -312,7 +320,35 @@ class BOPAR(Metric):
                              int(torch.unique(torch.stack([pair["sample"], pair["est_index"]], 1), dim=0).shape[0])
                              if pair["sample"].numel() else 0}
         details["metrics"] = ar
+        details["gt_hits"] = {k: torch.cat(v) if v else torch.zeros(0, valid.numel(), dtype=torch.bool)
+                              for k, v in hits.items()}
+        details["gt_sample"], details["gt_valid"] = gt["sample"], valid
         return details
 
     def compute(self) -> dict[str, Tensor]:
         return {k: v.to(torch.float64) for k, v in self.compute_details()["metrics"].items()}
+
+    def bootstrap_stats(self):
+        """Bootstrap over test images (bench/bootstrap.py): AR = mean of AR_VSD, AR_MSSD and AR_MSPD.
+
+        Matching is per (image, object), so each valid GT's hit at every (tau,) threshold is fixed; a
+        replicate's recall is ``sum_i w_i hits_i / sum_i w_i targets_i`` over images i, averaged per error.
+        """
+        from bench.bootstrap import BootstrapStats
+
+        d = self.compute_details()
+        sample, valid = d["gt_sample"].cpu(), d["gt_valid"].cpu()
+        ids = torch.unique(sample)
+        slot = torch.searchsorted(ids, sample)
+        def per_image(x: Tensor) -> Tensor:  # (n_gt, ...) -> (n_images, ...) sums
+            return torch.zeros(ids.numel(), *x.shape[1:], dtype=torch.float64).index_add_(0, slot, x)
+
+        hits = {k: per_image((v.cpu() & valid[None]).to(torch.float64).t()) for k, v in d["gt_hits"].items()}
+        targets = per_image(valid.to(torch.float64))  # (n_images,)
+
+        def statistic(w: Tensor) -> Tensor:
+            n = (w @ targets)[:, None]
+            ar = [torch.where(n > 0, (w @ hits[k]) / n, 0.0).mean(1) for k in ("vsd", "mssd", "mspd")]
+            return ((ar[0] + ar[1] + ar[2]) / 3.0)[:, None]
+
+        return BootstrapStats(ids, ("AR",), statistic, "image")

@@ -9,7 +9,8 @@ states the formula. Shortcuts the toolkit takes, which change results and are th
 - MSPD is always computed; its threshold scaling by 640/image width happens at scoring (see recall.py).
 
 Symmetric minima use the symmetry set of symmetries.py. To keep the minimum over hundreds of symmetries
-cheap, it is computed exactly with a lower bound: the max over a subset of model points bounds each
+cheap, it is computed exactly with a lower bound (on the CPU by the compiled kernels of cpu_kernels.py;
+``backend="torch"`` forces the batched torch code that CUDA runs): the max over a subset of model points bounds each
 symmetry's error from below, so only symmetries whose bound beats the best full error found are evaluated.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from bench.render.raster import MeshBank, RenderJobs, rasterize
+from metrics.bop import cpu_kernels
 
 __all__ = [
     "add",
@@ -27,6 +29,7 @@ __all__ = [
     "mssd",
     "sphere_projections_overlap",
     "spheres_overlap",
+    "symmetric_points",
     "vsd",
     "vsd_batch",
 ]
@@ -111,8 +114,14 @@ def _gather_syms(x: Tensor, pair_idx: Tensor | None, sym_idx: Tensor | None) -> 
     return x
 
 
+def symmetric_points(pts: Tensor, sym_R: Tensor, sym_t: Tensor) -> Tensor:
+    """(S, N, 3) model points under each symmetry: ``R_S x + t_S``."""
+    return pts @ sym_R.transpose(1, 2).to(pts.dtype) + sym_t[:, None].to(pts.dtype)
+
+
 def mssd(R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, pts: Tensor, sym_R: Tensor, sym_t: Tensor,
-         diameter: float | None = None, sub: Tensor | None = None) -> Tensor:
+         diameter: float | None = None, sub: Tensor | None = None, backend: str = "auto",
+         sym_pts: Tensor | None = None) -> Tensor:
     """Maximum Symmetry-aware Surface Distance (mm), (P,) for P pairs of one object:
 
         MSSD = min_S max_x |(R_e x + t_e) - (R_g (R_S x + t_S) + t_g)|
@@ -121,7 +130,8 @@ def mssd(R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, pts: Tensor, sym_R:
     With ``diameter``: ``inf`` where ``|t_e - t_g| >= diameter`` (the toolkit's shortcut)."""
     pts = pts.to(R_e.dtype)
     q = torch.einsum("pji,pnj->pni", R_g, pts @ R_e.transpose(1, 2) + (t_e - t_g)[:, None])
-    sym_pts = pts @ sym_R.transpose(1, 2).to(pts.dtype) + sym_t[:, None].to(pts.dtype)  # (S, N, 3)
+    if sym_pts is None:  # (S, N, 3); callers evaluating many batches pass it precomputed (symmetric_points)
+        sym_pts = symmetric_points(pts, sym_R, sym_t)
     sub = farthest_point_subset(pts) if sub is None else sub
 
     def b(pair_idx, sym_idx, pidx):
@@ -130,7 +140,10 @@ def mssd(R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, pts: Tensor, sym_R:
             return x  # (S, N, 3), shared by all pairs
         return x[sym_idx]  # (P, k, N, 3)
 
-    out = _min_over_syms(q, b, sub, sym_R.shape[0])
+    if backend == "auto" and q.device.type == "cpu" and cpu_kernels.available() and q.shape[0]:
+        out = cpu_kernels.min_max_sym_pairs(q, sym_pts, sub)
+    else:
+        out = _min_over_syms(q, b, sub, sym_R.shape[0])
     if diameter is not None:
         out = torch.where(spheres_overlap(t_e, t_g, diameter), out, torch.full_like(out, float("inf")))
     return out
@@ -143,7 +156,7 @@ def _project(X: Tensor, K: Tensor) -> Tensor:
 
 
 def mspd(R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, K: Tensor, pts: Tensor, sym_R: Tensor,
-         sym_t: Tensor, sub: Tensor | None = None) -> Tensor:
+         sym_t: Tensor, sub: Tensor | None = None, backend: str = "auto", sym_pts: Tensor | None = None) -> Tensor:
     """Maximum Symmetry-aware Projection Distance (px), (P,) for P pairs of one object:
 
         MSPD = min_S max_x |proj(K, R_e x + t_e) - proj(K, R_g (R_S x + t_S) + t_g)|
@@ -153,7 +166,8 @@ def mspd(R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, K: Tensor, pts: Ten
     pts = pts.to(R_e.dtype)
     K = K.to(R_e.dtype).expand(P, 3, 3) if K.dim() == 2 else K.to(R_e.dtype)
     a = _project(pts @ R_e.transpose(1, 2) + t_e[:, None], K)  # (P, N, 2)
-    sym_pts = pts @ sym_R.transpose(1, 2).to(pts.dtype) + sym_t[:, None].to(pts.dtype)  # (S, N, 3)
+    if sym_pts is None:
+        sym_pts = symmetric_points(pts, sym_R, sym_t)
     sub = farthest_point_subset(pts) if sub is None else sub
 
     def b(pair_idx, sym_idx, pidx):
@@ -167,6 +181,8 @@ def mspd(R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, K: Tensor, pts: Ten
             X = torch.einsum("pij,psnj->psni", Rg, x[sym_idx]) + tg[:, None, None]
         return _project(X, KK[:, None])
 
+    if backend == "auto" and a.device.type == "cpu" and cpu_kernels.available() and P:
+        return cpu_kernels.min_max_sym_pairs(a, sym_pts, sub, R_g, t_g, K)
     return _min_over_syms(a, b, sub, sym_R.shape[0])
 
 
@@ -185,6 +201,14 @@ def adi(R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, pts: Tensor, diamete
     P, N = R_e.shape[0], pts.shape[0]
     pe = pts @ R_e.transpose(1, 2) + t_e[:, None]
     pg = pts @ R_g.transpose(1, 2) + t_g[:, None]
+    if pe.device.type == "cpu" and P:  # a k-d tree, as the toolkit's adi (scipy cKDTree): exact, O(N log N)
+        from scipy.spatial import cKDTree
+
+        pe_np, pg_np = pe.numpy(), pg.numpy()
+        e = torch.tensor([cKDTree(pe_np[i]).query(pg_np[i], k=1)[0].mean() for i in range(P)], dtype=pe.dtype)
+        if diameter is not None:
+            e = torch.where(spheres_overlap(t_e, t_g, diameter), e, torch.full_like(e, float("inf")))
+        return e
     step = max(1, _CHUNK // max(1, N * N))
     out = [torch.cdist(pg[i:i + step], pe[i:i + step], compute_mode="donot_use_mm_for_euclid_dist").amin(-1).mean(-1)
            for i in range(0, P, step)]
@@ -206,7 +230,7 @@ def _depth_to_dist(d: Tensor, px: Tensor, py: Tensor) -> Tensor:
 
 def vsd_batch(bank: MeshBank, mesh: Tensor, R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, K: Tensor,
               image: Tensor, depth_flat: Tensor, depth_offset: Tensor, depth_hw: Tensor, diameter: Tensor,
-              delta: float, taus: Tensor, max_pixels: int = 1 << 19) -> Tensor:
+              delta: float, taus: Tensor, max_pixels: int = 1 << 19, backend: str = "auto") -> Tensor:
     """Visible Surface Discrepancy, (P, T) for P pairs (any meshes, any images) and T taus, bop19 variant:
 
         e_tau = (sum_{p in V_e & V_g} [|D_e(p) - D_g(p)| / diameter >= tau] + |V_e ^ V_g|) / |V_e | V_g|
@@ -219,12 +243,18 @@ def vsd_batch(bank: MeshBank, mesh: Tensor, R_e: Tensor, t_e: Tensor, R_g: Tenso
 
     ``mesh`` (P,) index into ``bank``; ``image`` (P,) index of the pair's test image whose depth (mm, 0 =
     missing) is ``depth_flat[depth_offset[i] : + H_i*W_i]`` with ``depth_hw[i] = (H_i, W_i)``; ``diameter`` (P,).
-    Only the pixels of the bounding box of both projected models are rendered and compared."""
+    Only the pixels of the bounding box of both projected models are rendered and compared. ``backend``:
+    ``"auto"`` runs CPU pairs through the compiled scanline kernel of cpu_kernels.py and CUDA pairs through the
+    batched torch rasteriser; ``"torch"`` forces the latter (both give the same pixels)."""
     dev = R_e.device
     P, T = R_e.shape[0], taus.shape[0]
     err = torch.ones(P, T, dtype=torch.float64, device=dev)
     todo = torch.nonzero(sphere_projections_overlap(t_e, t_g, 0.5 * diameter)).squeeze(1)
     if todo.numel() == 0:
+        return err
+    if backend == "auto" and dev.type == "cpu" and cpu_kernels.available():
+        err[todo] = cpu_kernels.vsd_pairs(bank, mesh[todo], R_e[todo], t_e[todo], R_g[todo], t_g[todo], K[todo],
+                                          image[todo], depth_flat, depth_offset, depth_hw, diameter[todo], delta, taus)
         return err
     H = depth_hw[image[todo], 0]
     W = depth_hw[image[todo], 1]

@@ -1,0 +1,407 @@
+"""Compiled CPU kernels for the BOP errors: VSD, and the symmetric min-max of MSSD and MSPD.
+
+VSD runs in one pass per (estimate, GT) pair: render both poses, compare, count. Why: the torch path
+(:func:`metrics.bop.pose_error.vsd_batch`, used on CUDA) is batched over pairs, but on a CPU its
+dozens of full-size temporaries per pixel cost more than the arithmetic; a scanline loop compiled by numba
+touches each pixel a few times. Both paths share every convention of ``bench/render/raster.py`` (pixel centres
+at ``c + 0.5``, window coordinates snapped to 1/256 px, the top-left fill rule as a half-lattice bias, exact
+float64 edge functions, perspective-correct ``1/z`` plane, float32 depth buffer) and of
+``pose_error._vsd_chunk`` (distance images at integer pixel coordinates, float32 visibility differences,
+``bop19`` visibility), so they agree pixel for pixel; ``tests/metrics/bop`` checks both against the toolkit.
+
+Pairs run in parallel over numba's threads; the GT render of a pair is reused by the next pair when it has the
+same GT pose, mesh and ROI (estimates of one target arrive together).
+
+MSSD and MSPD take ``min_S max_x`` over up to hundreds of symmetries; per pair, symmetries are visited in the
+order of a lower bound (the max over a small point subset) and a symmetry stops as soon as its running max
+reaches the best one found, which gives the exact minimum with a fraction of the work.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+try:
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - numba is a dependency; the torch path still works without it
+    numba = None
+
+__all__ = ["available", "min_max_sym_pairs", "vsd_pairs"]
+
+
+def available() -> bool:
+    return numba is not None
+
+
+if numba is not None:
+
+    @njit(cache=True, nogil=True)
+    def _project(verts, R, t, K, snap, u, v, z):
+        for i in range(verts.shape[0]):
+            x, y, w = verts[i, 0], verts[i, 1], verts[i, 2]
+            cx = ((R[0, 0] * x + R[0, 1] * y) + R[0, 2] * w) + t[0]
+            cy = ((R[1, 0] * x + R[1, 1] * y) + R[1, 2] * w) + t[1]
+            cz = ((R[2, 0] * x + R[2, 1] * y) + R[2, 2] * w) + t[2]
+            xn, yn = cx / cz, cy / cz
+            uu = (K[0, 0] * xn + K[0, 1] * yn) + K[0, 2]
+            vv = K[1, 1] * yn + K[1, 2]
+            if snap > 0.0:
+                uu = np.rint(uu * snap) / snap
+                vv = np.rint(vv * snap) / snap
+            u[i], v[i], z[i] = uu, vv, cz
+
+    @njit(cache=True, nogil=True)
+    def _raster(faces, u, v, z, x0, y0, w, h, off, near, snap, buf):
+        """Depth of one mesh into ``buf`` (h*w float32, ROI at x0, y0), 0 where empty.
+
+        The z-test keeps the largest ``1/z`` in float64 and converts once at the end: float32(1/x) is monotone,
+        so this equals the minimum of the per-triangle float32 depths that the torch path takes."""
+        iz_buf = np.zeros(buf.shape[0])
+        x1, y1 = x0 + w - 1, y0 + h - 1
+        bias = 0.5 / (snap * snap) if snap > 0.0 else 1e-12
+        for f in range(faces.shape[0]):
+            a0, a1, a2 = faces[f, 0], faces[f, 1], faces[f, 2]
+            z0, z1, z2 = z[a0], z[a1], z[a2]
+            if not (z0 > near and z1 > near and z2 > near):
+                continue
+            u0, u1, u2 = u[a0], u[a1], u[a2]
+            v0, v1, v2 = v[a0], v[a1], v[a2]
+            if not (np.isfinite(u0) and np.isfinite(u1) and np.isfinite(u2) and np.isfinite(v0)
+                    and np.isfinite(v1) and np.isfinite(v2)):
+                continue
+            cmin = max(math.ceil(min(u0, u1, u2) - off), x0)
+            cmax = min(math.floor(max(u0, u1, u2) - off), x1)
+            rmin = max(math.ceil(min(v0, v1, v2) - off), y0)
+            rmax = min(math.floor(max(v0, v1, v2) - off), y1)
+            if cmax < cmin or rmax < rmin:
+                continue
+            area = (u1 - u0) * (v2 - v0) - (u2 - u0) * (v1 - v0)
+            if area == 0.0:
+                continue
+            sgn = 1.0 if area > 0 else -1.0
+            # edge i is opposite vertex i: (1, 2), (2, 0), (0, 1); E_i = A_i pu + B_i pv + C_i > 0 inside
+            A0 = -(v2 - v1) * sgn
+            B0 = (u2 - u1) * sgn
+            C0 = -(A0 * u1 + B0 * v1)
+            A1 = -(v0 - v2) * sgn
+            B1 = (u0 - u2) * sgn
+            C1 = -(A1 * u2 + B1 * v2)
+            A2 = -(v1 - v0) * sgn
+            B2 = (u1 - u0) * sgn
+            C2 = -(A2 * u0 + B2 * v0)
+            # fill rule: left edges (dv < 0) and top edges (dv == 0, du > 0) own their samples
+            o0 = (A0 > 0) or (A0 == 0 and B0 > 0)
+            o1 = (A1 > 0) or (A1 == 0 and B1 > 0)
+            o2 = (A2 > 0) or (A2 == 0 and B2 > 0)
+            Cb0 = C0 + (bias if o0 else 0.0)
+            Cb1 = C1 + (bias if o1 else 0.0)
+            Cb2 = C2 + (bias if o2 else 0.0)
+            # the depth plane uses the unbiased edge values, recovered as the torch path does
+            Cu0 = Cb0 - (bias if o0 else 0.0)
+            Cu1 = Cb1 - (bias if o1 else 0.0)
+            Cu2 = Cb2 - (bias if o2 else 0.0)
+            aa = abs(area)
+            iz0, iz1, iz2 = 1.0 / z0, 1.0 / z1, 1.0 / z2
+            dA = ((A0 * iz0 + A1 * iz1) + A2 * iz2) / aa
+            dB = ((B0 * iz0 + B1 * iz1) + B2 * iz2) / aa
+            dC = ((Cu0 * iz0 + Cu1 * iz1) + Cu2 * iz2) / aa
+            narrow = cmax - cmin <= 6  # thin triangles: test the whole box row, no bounds to compute
+            # reciprocals for the column bounds -R_i/A_i (only where to test: rounding is far below a pixel)
+            r0 = -1.0 / A0 if A0 != 0 else 0.0
+            r1 = -1.0 / A1 if A1 != 0 else 0.0
+            r2 = -1.0 / A2 if A2 != 0 else 0.0
+            for r in range(rmin, rmax + 1):
+                py = r + off
+                R0 = B0 * py + Cb0
+                R1 = B1 * py + Cb1
+                R2 = B2 * py + Cb2
+                p1 = dB * py + dC
+                row = (r - y0) * w - x0
+                if narrow:
+                    for c in range(cmin, cmax + 1):
+                        pu = c + off
+                        if A0 * pu + R0 > 0 and A1 * pu + R1 > 0 and A2 * pu + R2 > 0:
+                            iz = dA * pu + p1
+                            iz_buf[row + c] = max(iz_buf[row + c], iz)
+                    continue
+                # inside columns: pu > -R_i/A_i for A_i > 0, pu < -R_i/A_i for A_i < 0 (A_i == 0: R_i > 0)
+                lo, hi = -np.inf, np.inf
+                if A0 > 0:
+                    lo = max(lo, R0 * r0)
+                elif A0 < 0:
+                    hi = min(hi, R0 * r0)
+                elif R0 <= 0:
+                    continue
+                if A1 > 0:
+                    lo = max(lo, R1 * r1)
+                elif A1 < 0:
+                    hi = min(hi, R1 * r1)
+                elif R1 <= 0:
+                    continue
+                if A2 > 0:
+                    lo = max(lo, R2 * r2)
+                elif A2 < 0:
+                    hi = min(hi, R2 * r2)
+                elif R2 <= 0:
+                    continue
+                # columns next to the rounded bounds get the exact test; columns at least one pixel inside both
+                # are inside (the rounding error is far below a pixel), as in the torch path
+                cf = min(max(math.ceil(lo - off), cmin - 2.0), cmax + 2.0)
+                cl = min(max(math.floor(hi - off), cmin - 2.0), cmax + 2.0)
+                if cl < cf - 2:
+                    continue
+                if cl - cf >= 2:
+                    t0a, t0b = int(cf) - 1, int(cf)
+                    fa, fb = int(cf) + 1, int(cl) - 1
+                    t1a, t1b = int(cl), int(cl) + 1
+                else:
+                    t0a, t0b = int(cf) - 1, int(cl) + 1
+                    fa, fb = 1, 0
+                    t1a, t1b = 1, 0
+                for c in range(max(t0a, cmin), min(t0b, cmax) + 1):
+                    pu = c + off
+                    if A0 * pu + R0 > 0 and A1 * pu + R1 > 0 and A2 * pu + R2 > 0:
+                        iz = dA * pu + p1
+                        iz_buf[row + c] = max(iz_buf[row + c], iz)
+                for c in range(max(fa, cmin), min(fb, cmax) + 1):
+                    iz = dA * (c + off) + p1
+                    iz_buf[row + c] = max(iz_buf[row + c], iz)
+                for c in range(max(t1a, cmin), min(t1b, cmax) + 1):
+                    pu = c + off
+                    if A0 * pu + R0 > 0 and A1 * pu + R1 > 0 and A2 * pu + R2 > 0:
+                        iz = dA * pu + p1
+                        iz_buf[row + c] = max(iz_buf[row + c], iz)
+        for i in range(buf.shape[0]):
+            buf[i] = np.float32(1.0 / iz_buf[i]) if iz_buf[i] > 0 else np.float32(0.0)
+
+    @njit(cache=True, nogil=True)
+    def _box(u, v, z, n, H, W, near):
+        """Inclusive pixel box of a projected mesh, one pixel of margin, clipped to the image; the whole image
+        when a vertex is behind the camera (the box only bounds where the render can be non-zero)."""
+        umin, umax, vmin, vmax = np.inf, -np.inf, np.inf, -np.inf
+        for i in range(n):
+            if not (z[i] > near):
+                return 0, 0, W, H
+            umin, umax = min(umin, u[i]), max(umax, u[i])
+            vmin, vmax = min(vmin, v[i]), max(vmax, v[i])
+        if not (np.isfinite(umin) and np.isfinite(umax) and np.isfinite(vmin) and np.isfinite(vmax)):
+            return 0, 0, W, H
+        x0 = max(0.0, math.floor(umin) - 1.0)
+        y0 = max(0.0, math.floor(vmin) - 1.0)
+        x1 = min(W - 1.0, math.ceil(umax) + 1.0)
+        y1 = min(H - 1.0, math.ceil(vmax) + 1.0)
+        if x1 < x0 or y1 < y0:
+            return 0, 0, 0, 0
+        return int(x0), int(y0), int(x1 - x0) + 1, int(y1 - y0) + 1
+
+    @njit(cache=True, parallel=True)
+    def _render_gts(verts, faces, vstart, vcount, fstart, fcount, mesh, R, t, K, H, W, off, near, snap):
+        """Depth of every distinct GT instance, each in its own box: (packed buffer, offsets, boxes (G, 4))."""
+        G = mesh.shape[0]
+        boxes = np.zeros((G, 4), np.int64)
+        for g in prange(G):
+            m = mesh[g]
+            n = vcount[m]
+            u, v, z = np.empty(n), np.empty(n), np.empty(n)
+            _project(verts[vstart[m]:vstart[m] + n], R[g], t[g], K[g], snap, u, v, z)
+            x0, y0, w, h = _box(u, v, z, n, H[g], W[g], near)
+            boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3] = x0, y0, w, h
+        offs = np.zeros(G + 1, np.int64)
+        for g in range(G):
+            offs[g + 1] = offs[g] + boxes[g, 2] * boxes[g, 3]
+        buf = np.zeros(offs[G], np.float32)
+        for g in prange(G):
+            if boxes[g, 2] * boxes[g, 3] == 0:
+                continue
+            m = mesh[g]
+            n = vcount[m]
+            u, v, z = np.empty(n), np.empty(n), np.empty(n)
+            _project(verts[vstart[m]:vstart[m] + n], R[g], t[g], K[g], snap, u, v, z)
+            _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, boxes[g, 0], boxes[g, 1], boxes[g, 2],
+                    boxes[g, 3], off, near, snap, buf[offs[g]:offs[g + 1]])
+        return buf, offs, boxes
+
+    @njit(cache=True, parallel=True)
+    def _vsd_kernel(verts, faces, vstart, vcount, fstart, fcount, mesh, R_e, t_e, K, pair_gt, gbuf, goffs, gboxes,
+                    image, depth, doff, dhw, diam, delta, taus, off, near, snap, n_chunks):
+        P = mesh.shape[0]
+        T = taus.shape[0]
+        err = np.ones((P, T))
+        step = (P + n_chunks - 1) // n_chunks
+        for chunk in prange(n_chunks):
+            lo = chunk * step
+            hi = min(P, lo + step)
+            for p in range(lo, hi):
+                m = mesh[p]
+                nvm = vcount[m]
+                img = image[p]
+                H, W = dhw[img, 0], dhw[img, 1]
+                u, v, z = np.empty(nvm), np.empty(nvm), np.empty(nvm)
+                _project(verts[vstart[m]:vstart[m] + nvm], R_e[p], t_e[p], K[p], snap, u, v, z)
+                ex0, ey0, ew, eh = _box(u, v, z, nvm, H, W, near)
+                ebuf = np.empty(ew * eh, np.float32)
+                if ew * eh > 0:
+                    _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, ex0, ey0, ew, eh, off, near, snap, ebuf)
+                g = pair_gt[p]
+                gx0, gy0, gw, gh = gboxes[g, 0], gboxes[g, 1], gboxes[g, 2], gboxes[g, 3]
+                go = goffs[g]
+                # the union of the two boxes holds every pixel either render covers
+                if ew * eh == 0 and gw * gh == 0:
+                    continue
+                if ew * eh == 0:
+                    ux0, uy0, ux1, uy1 = gx0, gy0, gx0 + gw, gy0 + gh
+                elif gw * gh == 0:
+                    ux0, uy0, ux1, uy1 = ex0, ey0, ex0 + ew, ey0 + eh
+                else:
+                    ux0, uy0 = min(ex0, gx0), min(ey0, gy0)
+                    ux1, uy1 = max(ex0 + ew, gx0 + gw), max(ey0 + eh, gy0 + gh)
+                base = doff[img]
+                fx, fy, cx, cy = K[p, 0, 0], K[p, 1, 1], K[p, 0, 2], K[p, 1, 2]
+                union = 0.0
+                inter = 0.0
+                costs = np.zeros(T)
+                for r in range(uy0, uy1):
+                    pyy = (r - cy) / fy
+                    e_row = r >= ey0 and r < ey0 + eh
+                    g_row = r >= gy0 and r < gy0 + gh
+                    if not (e_row or g_row):
+                        continue
+                    for c in range(ux0, ux1):
+                        de = np.float32(0.0)
+                        dg = np.float32(0.0)
+                        if e_row and c >= ex0 and c < ex0 + ew:
+                            de = ebuf[(r - ey0) * ew + (c - ex0)]
+                        if g_row and c >= gx0 and c < gx0 + gw:
+                            dg = gbuf[go + (r - gy0) * gw + (c - gx0)]
+                        if not (de > 0 or dg > 0):
+                            continue
+                        pxx = (c - cx) / fx
+                        dt = depth[base + r * W + c]
+                        dist_t = math.sqrt(((pxx * dt) * (pxx * dt) + (pyy * dt) * (pyy * dt)) + dt * dt)
+                        de64, dg64 = np.float64(de), np.float64(dg)
+                        dist_e = math.sqrt(((pxx * de64) * (pxx * de64) + (pyy * de64) * (pyy * de64)) + de64 * de64)
+                        dist_g = math.sqrt(((pxx * dg64) * (pxx * dg64) + (pyy * dg64) * (pyy * dg64)) + dg64 * dg64)
+                        t32 = np.float32(dist_t)
+                        missing = dist_t == 0
+                        vg = ((np.float32(dist_g) - t32 <= delta) or missing) and dist_g > 0
+                        ve = ((np.float32(dist_e) - t32 <= delta) or missing) and dist_e > 0
+                        ve = ve or (vg and dist_e > 0)
+                        if vg or ve:
+                            union += 1.0
+                        if vg and ve:
+                            inter += 1.0
+                            dd = abs(dist_g - dist_e) / diam[p]
+                            for j in range(T):
+                                if dd >= taus[j]:
+                                    costs[j] += 1.0
+                if union > 0:
+                    for j in range(T):
+                        err[p, j] = (costs[j] + (union - inter)) / union
+        return err
+
+    @njit(cache=True, parallel=True)
+    def _min_max_sym_kernel(a, sym_pts, R_g, t_g, K, sub, project):
+        """a (P,N,D) estimate points (camera frame 3D, or pixels when ``project``); sym_pts (S,N,3) in the model
+        frame; GT points of symmetry s: R_g sym_pts[s] + t_g (MSPD: projected with K; MSSD: a is already in
+        the GT model frame and R_g = I, t_g = 0 are passed)."""
+        P, N = a.shape[0], a.shape[1]
+        S = sym_pts.shape[0]
+        out = np.empty(P)
+        for p in prange(P):
+            Rg, tg, Kp = R_g[p], t_g[p], K[p]
+            lb = np.empty(S)
+            for s in range(S):
+                m = 0.0
+                for q in range(sub.shape[0]):
+                    n = sub[q]
+                    d = _pt_dist(a[p, n], sym_pts[s, n], Rg, tg, Kp, project)
+                    m = max(m, d)
+                lb[s] = m
+            order = np.argsort(lb, kind="mergesort")
+            best = np.inf
+            for i in range(S):
+                s = order[i]
+                if lb[s] >= best:
+                    break
+                m = 0.0
+                for n in range(N):
+                    d = _pt_dist(a[p, n], sym_pts[s, n], Rg, tg, Kp, project)
+                    if d > m:
+                        m = d
+                        if m >= best:
+                            break
+                best = min(best, m)
+            out[p] = best
+        return out
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _pt_dist(ap, x, Rg, tg, K, project):
+        X0 = ((Rg[0, 0] * x[0] + Rg[0, 1] * x[1]) + Rg[0, 2] * x[2]) + tg[0]
+        X1 = ((Rg[1, 0] * x[0] + Rg[1, 1] * x[1]) + Rg[1, 2] * x[2]) + tg[1]
+        X2 = ((Rg[2, 0] * x[0] + Rg[2, 1] * x[1]) + Rg[2, 2] * x[2]) + tg[2]
+        if project:
+            w = (K[2, 0] * X0 + K[2, 1] * X1) + K[2, 2] * X2
+            u = ((K[0, 0] * X0 + K[0, 1] * X1) + K[0, 2] * X2) / w
+            v = ((K[1, 0] * X0 + K[1, 1] * X1) + K[1, 2] * X2) / w
+            du, dv = ap[0] - u, ap[1] - v
+            return math.sqrt(du * du + dv * dv)
+        d0, d1, d2 = ap[0] - X0, ap[1] - X1, ap[2] - X2
+        return math.sqrt((d0 * d0 + d1 * d1) + d2 * d2)
+
+
+def min_max_sym_pairs(a: Tensor, sym_pts: Tensor, sub: Tensor, R_g: Tensor | None = None, t_g: Tensor | None = None,
+                      K: Tensor | None = None) -> Tensor:
+    """``min_s max_n |a[p, n] - g_p(sym_pts[s, n])|`` for every pair p (CPU), exactly.
+
+    MSSD: ``a`` (P,N,3) estimate points in the GT model frame, no R_g/t_g/K (g = identity). MSPD: ``a`` (P,N,2)
+    projected estimate points, and g projects ``R_g x + t_g`` with ``K`` (P,3,3)."""
+    P = int(a.shape[0])
+    project = K is not None
+    eye = torch.eye(3, dtype=torch.float64).expand(P, 3, 3)
+    R_g = eye if R_g is None else R_g
+    t_g = torch.zeros(P, 3, dtype=torch.float64) if t_g is None else t_g
+    K = eye if K is None else K.expand(P, 3, 3)
+
+    def f64(x):
+        return np.ascontiguousarray(x.detach().cpu().to(torch.float64).numpy())
+
+    out = _min_max_sym_kernel(f64(a), f64(sym_pts), f64(R_g), f64(t_g), f64(K),
+                              np.ascontiguousarray(sub.cpu().to(torch.int64).numpy()), project)
+    return torch.from_numpy(out).to(a.dtype)
+
+
+def vsd_pairs(bank, mesh: Tensor, R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, K: Tensor, image: Tensor,
+              depth_flat: Tensor, depth_offset: Tensor, depth_hw: Tensor, diameter: Tensor, delta: float, taus: Tensor,
+              *, pixel_offset: float = 0.5, near: float = 1e-3, subpixel_bits: int = 8) -> Tensor:
+    """(P, T) VSD errors of P pairs on the CPU; arguments as ``pose_error.vsd_batch``. Each distinct GT instance
+    (mesh, pose, camera, image) is rendered once however many estimates it is paired with."""
+    def f64(x):
+        return np.ascontiguousarray(x.detach().cpu().to(torch.float64).numpy())
+
+    def i64(x):
+        return np.ascontiguousarray(x.detach().cpu().to(torch.int64).numpy())
+
+    P = int(mesh.shape[0])
+    if P == 0:
+        return torch.ones(0, int(taus.shape[0]), dtype=torch.float64)
+    key = torch.cat([mesh[:, None].double(), image[:, None].double(), R_g.reshape(P, 9).double(), t_g.double(),
+                     K.reshape(P, 9).double()], 1).cpu()
+    uniq, pair_gt = torch.unique(key, dim=0, return_inverse=True)
+    first = torch.full((uniq.shape[0],), P, dtype=torch.int64).scatter_reduce(0, pair_gt, torch.arange(P), "amin")
+    img_g = image[first].cpu()
+    hw = depth_hw.cpu()
+    verts, faces = f64(bank.vertices), i64(bank.faces)
+    vs, vc, fs, fc = i64(bank.vert_start), i64(bank.vert_count), i64(bank.face_start), i64(bank.face_count)
+    snap = float(1 << subpixel_bits) if subpixel_bits else 0.0
+    gbuf, goffs, gboxes = _render_gts(verts, faces, vs, vc, fs, fc, i64(mesh[first]), f64(R_g[first]),
+                                      f64(t_g[first]), f64(K[first]), i64(hw[img_g, 0]), i64(hw[img_g, 1]),
+                                      float(pixel_offset), float(near), snap)
+    n_chunks = max(1, min(P, 4 * max(1, numba.get_num_threads())))
+    err = _vsd_kernel(verts, faces, vs, vc, fs, fc, i64(mesh), f64(R_e), f64(t_e), f64(K), i64(pair_gt), gbuf, goffs,
+                      gboxes, i64(image), f64(depth_flat), i64(depth_offset), i64(hw), f64(diameter), float(delta),
+                      f64(taus), float(pixel_offset), float(near), snap, n_chunks)
+    return torch.from_numpy(err)
