@@ -1,7 +1,8 @@
 """Methods (LightningModules), grouped by family; importing this package registers them."""
 from importlib import import_module
 
-_METHODS = ("human2d.blazepose", "human2d.vitpose", "human2d.simcc", "object6d.ppf", "object6d.gdrnpp")
+_METHODS = ("human2d.blazepose", "human2d.vitpose", "human2d.simcc", "object6d.ppf", "object6d.gdrnpp", "mesh.tokenhmr",
+            "cape.pose_anything")
 
 for _name in _METHODS:
     try:
