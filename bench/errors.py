@@ -6,6 +6,7 @@ field, then exits with code 2 and writes nothing.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 EXIT_INPUT_ERROR = 2
@@ -26,5 +27,10 @@ class InputError(Exception):
         super().__init__(self.line())
 
     def line(self) -> str:
+        """One line, whatever the problem text holds (library messages can span lines and carry colour codes)."""
         where = [p for p in (self.file, self.record, f"field '{self.field}'" if self.field else None) if p]
-        return (": ".join([", ".join(where), self.problem])) if where else self.problem
+        problem = " ".join(_ANSI.sub("", self.problem).split())
+        return (": ".join([", ".join(where), problem])) if where else problem
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -280,7 +280,7 @@ if numba is not None:
                         if not (de > 0 or dg > 0):
                             continue
                         pxx = (c - cx) / fx
-                        dt = depth[base + r * W + c]
+                        dt = np.float64(depth[base + r * W + c])
                         dist_t = math.sqrt(((pxx * dt) * (pxx * dt) + (pyy * dt) * (pyy * dt)) + dt * dt)
                         de64, dg64 = np.float64(de), np.float64(dg)
                         dist_e = math.sqrt(((pxx * de64) * (pxx * de64) + (pyy * de64) * (pyy * de64)) + de64 * de64)
@@ -401,7 +401,10 @@ def vsd_pairs(bank, mesh: Tensor, R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Te
                                       f64(t_g[first]), f64(K[first]), i64(hw[img_g, 0]), i64(hw[img_g, 1]),
                                       float(pixel_offset), float(near), snap)
     n_chunks = max(1, min(P, 4 * max(1, numba.get_num_threads())))
+    # float32 depth (what BOPAR holds) is passed as is and widened per pixel, exactly as the torch path does
+    depth = depth_flat.detach().cpu()
+    depth = np.ascontiguousarray(depth.numpy() if depth.dtype == torch.float32 else f64(depth))
     err = _vsd_kernel(verts, faces, vs, vc, fs, fc, i64(mesh), f64(R_e), f64(t_e), f64(K), i64(pair_gt), gbuf, goffs,
-                      gboxes, i64(image), f64(depth_flat), i64(depth_offset), i64(hw), f64(diameter), float(delta),
+                      gboxes, i64(image), depth, i64(depth_offset), i64(hw), f64(diameter), float(delta),
                       f64(taus), float(pixel_offset), float(near), snap, n_chunks)
     return torch.from_numpy(err)
