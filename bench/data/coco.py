@@ -46,8 +46,8 @@ def _load_json(path: Path) -> Any:
         raise InputError(path, None, None, f"cannot read ({e.strerror or e})") from None
     try:
         return _json_fast.loads(data) if _json_fast is not None else json.loads(data)
-    except ValueError:
-        try:  # the standard parser says where (and accepts NaN, which the checks below then reject)
+    except (ValueError, RuntimeError):  # simdjson raises RuntimeError for integers beyond 64 bits
+        try:  # the standard parser says where (and accepts NaN and big integers, which the checks below reject)
             return json.loads(data)
         except UnicodeDecodeError as e:
             raise InputError(path, None, None, f"not a JSON file (not UTF-8 text at byte {e.start})") from None

@@ -33,6 +33,7 @@ not test targets are kept here; the dataset drops them (the toolkit only visits 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,7 +163,7 @@ def _parse_fast(body: str) -> tuple[np.ndarray, ...] | None:
             if v.shape != (len(df), n):
                 return None
             vecs.append(v)
-    except (ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+    except (ValueError, TypeError, OverflowError, RuntimeWarning, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None
     out = (
         df["scene_id"].to_numpy(),
@@ -222,7 +223,11 @@ def read_bop19_rows(path: str | Path) -> BopEstimates:
     if len(raw) == 1:
         raise InputError(path, None, None, "no estimates (only a header); the toolkit rejects empty results")
     lines = np.arange(2, len(raw) + 1)
-    parsed = _parse_fast("\n".join(raw[1:]))
+    with warnings.catch_warnings():
+        # a cell such as 'nan' in an integer column makes numpy warn before pandas gives up: that line would
+        # reach the user's terminal beside the one-line error, so a warning means "take the slow path"
+        warnings.simplefilter("error", RuntimeWarning)
+        parsed = _parse_fast("\n".join(raw[1:]))
     if parsed is None:
         parsed = _parse_slow(path, raw[1:], lines)
     scene, im, obj, score, R, t, tm = parsed

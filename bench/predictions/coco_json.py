@@ -11,6 +11,9 @@ are checked as whole columns. Anything unusual (NaN tokens, a wrong type, a nest
 ...) makes the fast path give up; the slow path then parses with the standard ``json`` module and checks
 record by record, so the error names the exact record and field. Both paths give the same arrays for a
 valid file.
+Memory (1M detections, bench/benchmarks/memory.py): the raw bytes are freed once simdjson has parsed them and
+records are converted in chunks of ``FAST_CHUNK`` into preallocated arrays, so the peak is the parsed document
+(about 4x the file) plus the output arrays.
 
 Decisions on inputs pycocotools handles differently:
 
@@ -19,12 +22,15 @@ Decisions on inputs pycocotools handles differently:
 - ``NaN``/``Infinity`` in keypoints or score is an error (pycocotools would silently score it);
 - an ``image_id`` that is not in the GT is an error (pycocotools asserts);
 - a ``category_id`` other than the GT's person category is an error (pycocotools would skip the record);
+- duplicates are kept: every record is one detection, an exact copy included, as pycocotools' ``loadRes``
+  counts it (the copy then usually scores as a false positive; tests/robustness/test_malformed_inputs.py);
 - if the first record carries a non-empty ``"bbox"``, pycocotools' ``loadRes`` takes the detection area from
   that box (``w * h``) instead of the keypoints' extent; we do the same (``area`` is then set).
 """
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import math
 from collections.abc import Iterable
@@ -79,27 +85,43 @@ def read_coco_keypoint_results(
     path: str | Path, image_ids: Iterable[int], num_keypoints: int, category_id: int = 1
 ) -> CocoKeypointResults:
     """Read and check a COCO keypoint results file against the GT's image ids and keypoint count."""
-    path = Path(path)
+    with gc_paused():
+        return _read(Path(path), image_ids, num_keypoints, category_id)
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise InputError(path, None, None, f"cannot read the predictions file ({e.strerror or e})") from None
-    with gc_paused():
-        return _read(path, data, image_ids, num_keypoints, category_id)
 
 
-def _read(path: Path, data: bytes, image_ids: Iterable[int], num_keypoints: int, category_id: int) -> CocoKeypointResults:
+def _read(path: Path, image_ids: Iterable[int], num_keypoints: int, category_id: int) -> CocoKeypointResults:
+    """Fast path, else the exact slow path. Memory: the raw bytes are dropped as soon as simdjson holds its own
+    copy (the slow path reads the file again), so the peak is the parsed document (about 4x the file) plus
+    the output arrays; see bench/benchmarks/memory.py (1M detections)."""
     valid = np.unique(np.fromiter((int(i) for i in image_ids), dtype=np.int64))
     res = None
     if _simdjson is not None:
+        data = _read_bytes(path)
+        brackets = data.count(b"[")
+        parser = _simdjson.Parser()
         try:
-            res = _fast_path(data, num_keypoints)
-        except Exception:  # noqa: BLE001 - any surprise: the exact slow path finds and names the problem
-            res = None
+            doc = parser.parse(data)
+        except Exception:  # noqa: BLE001 - not JSON, or not UTF-8: the slow path names the problem
+            doc = None
+        del data
+        if doc is not None:
+            try:
+                res = _fast_path(doc, brackets, num_keypoints)
+            except Exception:  # noqa: BLE001 - any surprise: the exact slow path finds and names the problem
+                res = None
+            del doc
+        del parser  # the parser owns the document's memory
         if res is not None and not _fast_checks_pass(res, valid, category_id):
             res = None
     if res is None:
-        res = _slow_path(path, data, num_keypoints, valid, category_id)
+        res = _slow_path(path, _read_bytes(path), num_keypoints, valid, category_id)
     return res.results
 
 
@@ -109,39 +131,51 @@ class _Parsed:
     category: np.ndarray
 
 
-def _fast_path(data: bytes, K: int) -> _Parsed | None:
-    doc = _simdjson.Parser().parse(data)
+FAST_CHUNK = 65_536  # records converted at a time (bounds the per-record proxies and buffers)
+
+
+def _fast_path(doc, brackets: int, K: int) -> _Parsed | None:
+    """Columns straight from the simdjson document, ``FAST_CHUNK`` records at a time into preallocated
+    arrays; ``None`` as soon as anything is unusual. ``brackets`` is the file's count of ``[``."""
     if not isinstance(doc, _simdjson.Array):
         return None
-    recs = list(doc)
-    n = len(recs)
+    n = len(doc)
     if n == 0:
         return _Parsed(_empty(K), np.zeros(0, np.int64))
-    if set(map(type, recs)) != {_simdjson.Object}:
-        return None
-    kps = [r["keypoints"] for r in recs]
-    if set(map(type, kps)) != {_simdjson.Array} or set(map(len, kps)) != {3 * K}:
-        return None
-    img = [r["image_id"] for r in recs]
-    cat = [r["category_id"] for r in recs]
-    score = [r["score"] for r in recs]
-    if set(map(type, img)) != {int} or set(map(type, cat)) != {int} or not set(map(type, score)) <= {int, float}:
-        return None
-    area = None
-    if "bbox" in recs[0] and not (isinstance(recs[0]["bbox"], _simdjson.Array) and len(recs[0]["bbox"]) == 0):
-        area = _bbox_areas(recs)
-        if area is None:
+    first = doc[0]
+    use_bbox = (isinstance(first, _simdjson.Object) and "bbox" in first
+                and not (isinstance(first["bbox"], _simdjson.Array) and len(first["bbox"]) == 0))
+    img, cat = np.empty(n, np.int64), np.empty(n, np.int64)
+    score, kp = np.empty(n, np.float64), np.empty((n, 3 * K), np.float64)
+    area = np.empty(n, np.float64) if use_bbox else None
+    it = iter(doc)
+    start = 0
+    while start < n:
+        recs = list(itertools.islice(it, FAST_CHUNK))
+        if not recs or set(map(type, recs)) != {_simdjson.Object}:
             return None
-    # as_buffer flattens nested arrays: accept only if no keypoints array can hold one ('[' count)
-    if data.count(b"[") != 1 + n + (n if area is not None else 0):
+        stop = start + len(recs)
+        kps = [r["keypoints"] for r in recs]
+        if set(map(type, kps)) != {_simdjson.Array} or set(map(len, kps)) != {3 * K}:
+            return None
+        i_, c_, s_ = ([r[f] for r in recs] for f in ("image_id", "category_id", "score"))
+        if set(map(type, i_)) != {int} or set(map(type, c_)) != {int} or not set(map(type, s_)) <= {int, float}:
+            return None
+        img[start:stop], cat[start:stop], score[start:stop] = i_, c_, s_
+        # as_buffer flattens nested arrays: the '[' count below makes sure no keypoints array holds one
+        buf = np.frombuffer(b"".join([k.as_buffer(of_type="d") for k in kps]), dtype=np.float64)
+        if buf.size != len(recs) * 3 * K:
+            return None
+        kp[start:stop] = buf.reshape(-1, 3 * K)
+        if area is not None:
+            a = _bbox_areas(recs)
+            if a is None:
+                return None
+            area[start:stop] = a
+        start = stop
+    if brackets != 1 + n + (n if area is not None else 0):
         return None
-    kp = np.frombuffer(bytearray().join([k.as_buffer(of_type="d") for k in kps]), dtype=np.float64)
-    if kp.size != n * 3 * K:
-        return None
-    return _Parsed(
-        CocoKeypointResults(np.array(img, dtype=np.int64), kp.reshape(n, K, 3), np.array(score, dtype=np.float64), area),
-        np.array(cat, dtype=np.int64),
-    )
+    return _Parsed(CocoKeypointResults(img, kp.reshape(n, K, 3), score, area), cat)
 
 
 def _bbox_areas(recs: list) -> np.ndarray | None:
@@ -247,15 +281,23 @@ def results_to_predictions(res: CocoKeypointResults) -> dict[int, Prediction]:
 def _to_predictions(res: CocoKeypointResults) -> dict[int, Prediction]:
     if len(res) == 0:
         return {}
-    order = np.argsort(res.image_id, kind="stable")
-    ids = res.image_id[order]
+    if (np.diff(res.image_id) >= 0).all():  # already grouped by image (the usual file): views, no copy
+        order = None
+        ids = res.image_id
+    else:
+        order = np.argsort(res.image_id, kind="stable")
+        ids = res.image_id[order]
     cut = np.flatnonzero(np.diff(ids)) + 1
     starts = np.concatenate([[0], cut])
     counts = np.diff(np.concatenate([starts, [len(ids)]])).tolist()
-    o = torch.from_numpy(order)
-    kps = torch.from_numpy(res.keypoints)[o].split(counts)
-    scores = torch.from_numpy(res.score)[o].split(counts)
-    areas = torch.from_numpy(res.area)[o].split(counts) if res.area is not None else None
+
+    def grouped(a: np.ndarray) -> tuple[torch.Tensor, ...]:
+        t = torch.from_numpy(a)
+        return (t if order is None else t[torch.from_numpy(order)]).split(counts)
+
+    kps = grouped(res.keypoints)
+    scores = grouped(res.score)
+    areas = grouped(res.area) if res.area is not None else None
     img_t = torch.from_numpy(ids[starts])
     out: dict[int, Prediction] = {}
     for n, i in enumerate(ids[starts].tolist()):
