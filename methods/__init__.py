@@ -2,6 +2,7 @@
 from importlib import import_module
 
 _METHODS = ("human2d.blazepose", "human2d.vitpose", "human2d.simcc", "object6d.ppf", "object6d.gdrnpp", "mesh.tokenhmr",
+            "human3d.videopose3d", "human3d.gla_gcn",
             "cape.pose_anything")
 
 for _name in _METHODS:

@@ -32,7 +32,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from bench.render.raster import MeshBank
-from metrics.bop import pose_error
+from metrics.bop import cpu_kernels, pose_error
 from metrics.bop.model import ObjectModel
 from metrics.bop.recall import dense_groups, greedy_match, recall_at, valid_gt_mask, vocap_auc
 from metrics.bop.symmetries import symmetry_transformations
@@ -180,8 +180,9 @@ class BOPAR(Metric):
         K = torch.stack(pose["K"]).to(**f64).reshape(n, 3, 3)
         obj = torch.tensor(rows["obj"], dtype=torch.int64, device=dev)
         diam = torch.tensor(rows["diameter"], **f64)
-        err = self._errors(obj, R_e, t_e, R_g, t_g, K, diam,
-                           torch.tensor(pose["image"], dtype=torch.int64, device=dev), depths, hw)
+        with cpu_kernels.exclusive_threads(dev):
+            err = self._errors(obj, R_e, t_e, R_g, t_g, K, diam,
+                               torch.tensor(pose["image"], dtype=torch.int64, device=dev), depths, hw)
         for f in _PAIR_FIELDS:
             getattr(self, f"pair_{f}").append(
                 err[f].to(self.device) if f in err else torch.tensor(rows[f], dtype=_dtype(f), device=self.device))

@@ -18,23 +18,48 @@ reaches the best one found, which gives the exact minimum with a fraction of the
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 
 import numpy as np
 import torch
 from torch import Tensor
 
+# numba's OpenMP pool (a libgomp of its own, loaded at the first parallel kernel, after torch's) would keep its
+# threads spinning after each kernel, taking the cores from torch and from other processes; sleeping threads
+# cost a few microseconds per kernel launch instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 try:
     import numba
     from numba import njit, prange
 except ImportError:  # pragma: no cover - numba is a dependency; the torch path still works without it
     numba = None
 
-__all__ = ["available", "min_max_sym_pairs", "vsd_pairs"]
+__all__ = ["available", "exclusive_threads", "min_max_sym_pairs", "vsd_pairs"]
 
 
 def available() -> bool:
     return numba is not None
+
+
+@contextlib.contextmanager
+def exclusive_threads(device: torch.device):
+    """Run torch single-threaded while the compiled kernels use the cores (CPU only).
+
+    torch's and numba's OpenMP pools are distinct; each keeps its threads spinning for a while after a parallel
+    region, so alternating small torch ops with numba kernels puts twice as many busy threads as cores on the
+    machine (measured: 5-10x slower on 2 cores). The torch ops around the kernels are small: one thread is
+    enough for them."""
+    if torch.device(device).type != "cpu" or numba is None:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 if numba is not None:
@@ -303,7 +328,7 @@ if numba is not None:
                         err[p, j] = (costs[j] + (union - inter)) / union
         return err
 
-    @njit(cache=True, parallel=True)
+    @njit(cache=True, nogil=True)
     def _min_max_sym_kernel(a, sym_pts, R_g, t_g, K, sub, project):
         """a (P,N,D) estimate points (camera frame 3D, or pixels when ``project``); sym_pts (S,N,3) in the model
         frame; GT points of symmetry s: R_g sym_pts[s] + t_g (MSPD: projected with K; MSSD: a is already in
@@ -311,7 +336,7 @@ if numba is not None:
         P, N = a.shape[0], a.shape[1]
         S = sym_pts.shape[0]
         out = np.empty(P)
-        for p in prange(P):
+        for p in range(P):  # serial: called once per object with few pairs; the pruning makes it cheap
             Rg, tg, Kp = R_g[p], t_g[p], K[p]
             lb = np.empty(S)
             for s in range(S):
