@@ -14,6 +14,11 @@ Options (``bench/conf/dataset/h36m.yaml``):
   ``frame`` (headline pooled over all frames).
 
 Predictions: .npz, key ``"{subject}/{action}/{camera_index}"`` -> ``(T,17,3)`` metres, camera frame.
+
+2D inputs of lifting methods (VideoPose3D layout, :meth:`H36MDataset.keypoints_2d`): ``data_2d_h36m_<name>.npz``
+beside the 3D file, key ``positions_2d`` -> {subject: {action: [4 x (T',17,2) pixels]}} (camera order of
+``h36m_cameras.CAMERA_IDS``) and ``metadata`` -> {"keypoints_symmetry": [left, right], ...}. As VideoPose3D's
+``run.py`` does, a 2D sequence may be longer than the mocap (some videos have extra frames) and is cut to T.
 """
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ GT_FILE = "data_3d_h36m.npz"
 KEPT_JOINTS: tuple[int, ...] = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 NUM_MOCAP_JOINTS = 32
 NUM_CAMERAS = 4
+#: VideoPose3D's 2D keypoint symmetry of the 17 H36M joints (``metadata["keypoints_symmetry"]``: left, right).
+KEYPOINTS_SYMMETRY: tuple[tuple[int, ...], tuple[int, ...]] = ((4, 5, 6, 11, 12, 13), (1, 2, 3, 14, 15, 16))
 _ROOT_MODES = {True: "zero", False: "keep", "true": "zero", "false": "keep", "zero": "zero", "keep": "keep",
                "subtract": "subtract"}
 
@@ -86,6 +93,72 @@ def load_positions_3d(path: Path, subjects: Iterable[str]) -> dict[str, dict[str
                 raise InputError(path, rec, "positions", "expected a non-empty finite float array")
             out[subject][action] = pos
     return out
+
+
+def detections_file(name: str) -> str:
+    """File name of the 2D detections ``name`` (``cpn_ft_h36m_dbb``, ``gt``, ...), VideoPose3D's convention."""
+    return f"data_2d_h36m_{name}.npz"
+
+
+@dataclass(frozen=True)
+class Keypoints2D:
+    """2D inputs of the scored sequences: ``arrays[key]`` is ``(T,17,2)`` float32 pixels (cut to the mocap T)."""
+
+    path: Path
+    arrays: dict[str, np.ndarray]
+    kps_left: tuple[int, ...]
+    kps_right: tuple[int, ...]
+
+
+def _symmetry(path: Path, data: dict[str, np.ndarray]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if "metadata" not in data:
+        return KEYPOINTS_SYMMETRY
+    meta = data["metadata"].item() if data["metadata"].dtype == object and data["metadata"].shape == () else None
+    sym = meta.get("keypoints_symmetry") if isinstance(meta, dict) else None
+    if sym is None:
+        return KEYPOINTS_SYMMETRY
+    try:
+        left, right = (tuple(int(i) for i in side) for side in sym)
+    except (TypeError, ValueError):
+        raise InputError(path, "key metadata", "keypoints_symmetry", "expected two lists of joint indices") from None
+    if len(left) != len(right) or not set(left + right) <= set(range(len(KEPT_JOINTS))) or set(left) & set(right):
+        raise InputError(path, "key metadata", "keypoints_symmetry", f"not a left/right split of 17 joints: {sym}")
+    return left, right
+
+
+def load_positions_2d(path: Path, sequences: Iterable[Sequence], frames: dict[str, int]) -> Keypoints2D:
+    """Read and validate the 2D inputs of ``sequences`` from a ``data_2d_h36m_<name>.npz`` file."""
+    if not path.is_file():
+        raise InputError(path, None, "keypoints", "2D detections file not found (VideoPose3D's "
+                         "data_2d_h36m_<name>.npz beside data_3d_h36m.npz; choose one with keypoints=<name>)")
+    data = load_npz(path)
+    if "positions_2d" not in data:
+        raise InputError(path, None, "positions_2d", f"missing key (found {sorted(data)})")
+    obj = data["positions_2d"]
+    tree = obj.item() if obj.dtype == object and obj.shape == () else None
+    if not isinstance(tree, dict):
+        raise InputError(path, "key positions_2d", "positions_2d", "expected a pickled dict {subject: {action: [arrays]}}")
+    arrays: dict[str, np.ndarray] = {}
+    for q in sequences:
+        rec = f"key positions_2d/{q.subject}/{q.action}"
+        cams = tree.get(q.subject, {}).get(q.action) if isinstance(tree.get(q.subject), dict) else None
+        if not isinstance(cams, (list, tuple)) or len(cams) != NUM_CAMERAS:
+            raise InputError(path, rec, "cameras", f"expected a list of {NUM_CAMERAS} per-camera arrays for this "
+                                                   "scored sequence")
+        kps = cams[q.camera]
+        rec = f"{rec}/{q.camera}"
+        t = frames[q.key]
+        if not isinstance(kps, np.ndarray) or kps.ndim != 3 or kps.shape[1] != len(KEPT_JOINTS) or kps.shape[2] < 2:
+            shape = getattr(kps, "shape", type(kps).__name__)
+            raise InputError(path, rec, "keypoints", f"expected (T, 17, 2) pixel coordinates, got {shape}")
+        if kps.shape[0] < t:
+            raise InputError(path, rec, "keypoints", f"{kps.shape[0]} frames, fewer than the {t} mocap frames")
+        kps = kps[:t, :, :2]
+        if kps.dtype.kind != "f" or not np.isfinite(kps).all():
+            raise InputError(path, rec, "keypoints", "expected finite float coordinates")
+        arrays[q.key] = np.ascontiguousarray(kps, dtype=np.float32)
+    left, right = _symmetry(path, data)
+    return Keypoints2D(path, arrays, left, right)
 
 
 class H36MDataset(BenchmarkDataset):
@@ -144,6 +217,14 @@ class H36MDataset(BenchmarkDataset):
 
     def gt_files(self) -> Iterable[Path]:
         return [self.gt_path]
+
+    def keypoints_2d(self, name: str) -> Keypoints2D:
+        """The 2D inputs ``data_2d_h36m_<name>.npz`` of every scored sequence (read once, then cached)."""
+        cache = self.__dict__.setdefault("_keypoints_2d", {})
+        if name not in cache:
+            frames = {q.key: self.num_frames(i) for i, q in enumerate(self.sequences)}
+            cache[name] = load_positions_2d(self.root / detections_file(name), self.sequences, frames)
+        return cache[name]
 
     def build_metric(self) -> Metric:
         return H36MPoseError(actions=H36M_ACTIONS, pred_root=self.pred_root, aggregation=self.aggregation)
