@@ -93,3 +93,15 @@ def regression(session: nox.Session) -> None:
     """Recompute the committed leaderboard rows and fail, with a diff table, on any change."""
     env = {"POSEARENA_PYTHON_BLAZEPOSE": _env(session, "blazepose")}
     session.run(_env(session), "-m", "bench", "regression", env=env, external=True)
+
+
+@nox.session
+def compare(session: nox.Session) -> None:
+    """Paired bootstrap of two leaderboard rows: ``nox -s compare -- a=ycbv/ppf b=ycbv/gdrnpp`` (see README)."""
+    session.run(_env(session), "-m", "bench", "compare", *session.posargs, external=True)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """The static leaderboard page from the committed CSVs: ``build/leaderboard/index.html``."""
+    session.run(_env(session), "-m", "bench", "report", *session.posargs, external=True)

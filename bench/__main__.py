@@ -17,7 +17,11 @@ USAGE = """usage: python -m bench evaluate method=NAME dataset=NAME [data_root=D
                           [devices=N] [out=DIR] [leaderboard_dir=DIR] [other Hydra overrides]
        python -m bench list          # registered datasets and methods
        python -m bench leaderboards  # regenerate leaderboards/ from leaderboards/manifest.yaml
-       python -m bench regression    # recompute the committed rows and fail on any difference"""
+       python -m bench regression    # recompute the committed rows and fail on any difference
+       python -m bench compare a=DATASET/METHOD[/VARIANT] b=... [key=METRIC] [samples=1000] [seed=0]
+                                     # paired bootstrap test of two manifest rows (bench/compare.py)
+       python -m bench report [out=DIR] [leaderboard_dir=DIR]
+                                     # static HTML leaderboard page (default build/leaderboard/index.html)"""
 
 
 def _conf_names(group: str) -> set[str]:
@@ -37,10 +41,12 @@ def _split(overrides: list[str]) -> tuple[list[str], dict[str, str]]:
             if not values.get("predictions") or values.get("predictions") == "null":
                 from bench.registry import METHODS, load_all
 
-                load_all()
-                known = sorted(set(METHODS) | (_conf_names("method") - {"predictions"}))
-                raise InputError(None, None, "method", f"unknown method {val!r}; registered: {', '.join(known)} "
-                                 "(any name is accepted with predictions=FILE)")
+                load_all()  # plugins (POSEARENA_PLUGINS) register methods that have no YAML of ours
+                if val not in METHODS:
+                    known = sorted(set(METHODS) | (_conf_names("method") - {"predictions"}))
+                    raise InputError(None, None, "method", f"unknown method {val!r}; registered: "
+                                     f"{', '.join(known)} (any name is accepted with predictions=FILE)")
+            # no config of ours: the bare node, named (a plugin method reads what it needs from method.*)
             out += ["method=predictions", f"method.name={val}"]
         else:
             out.append(o)
@@ -106,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench.manifest import regression
 
             return regression()
+        if command == "compare":
+            from bench.compare import cmd_compare
+
+            return cmd_compare(rest)
+        if command == "report":
+            from bench.page import cmd_report
+
+            return cmd_report(rest)
         print(f"posearena: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except InputError as e:

@@ -4,7 +4,9 @@
 from (``predictions`` file, ``data_root``, ``overrides``), plus optional per-metric ``tolerances`` for the
 regression check (exact by default). ``python -m bench leaderboards`` recomputes every row into a scratch tree
 and then replaces the committed CSVs (so rows that left the manifest disappear); ``python -m bench regression``
-recomputes them and compares with the committed CSVs, printing a table of every difference.
+recomputes them and compares with the committed CSVs, printing a table of every difference. Each run also
+writes ``leaderboards/curves/<family>/<dataset>/<method>[__<variant>].json`` (the page's plots, bench/page.py),
+regenerated and replaced together with the CSVs.
 """
 from __future__ import annotations
 
@@ -82,14 +84,19 @@ def regenerate(manifest: Path = MANIFEST) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "lb"
         regenerate_into(load_manifest(manifest), fresh)
-        for old in target.rglob("*.csv"):
+        for old in _generated(target):
             if not (fresh / old.relative_to(target)).exists():
                 old.unlink()
-        for new in sorted(fresh.rglob("*.csv")):
+        for new in _generated(fresh):
             dest = target / new.relative_to(fresh)
             dest.parent.mkdir(parents=True, exist_ok=True)
             if not dest.exists() or dest.read_bytes() != new.read_bytes():
                 shutil.copyfile(new, dest)
+
+
+def _generated(folder: Path) -> list[Path]:
+    """What a regeneration writes: the CSVs and the curve files the page plots (leaderboards/curves/)."""
+    return sorted([*folder.rglob("*.csv"), *(folder / "curves").rglob("*.json")])
 
 
 def _rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:

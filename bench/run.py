@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from bench import leaderboard, provenance
+from bench import bootstrap, leaderboard, page, provenance
 from bench.data.base import BenchmarkDataset
 from bench.errors import InputError
 from bench.registry import DATASETS, METHODS, load_all
@@ -54,13 +54,19 @@ class UniqueSamples(Metric):
 class EvaluationModule(LightningModule):
     """Runs a method over the test loader and feeds its predictions to the dataset's metric."""
 
-    def __init__(self, method: PoseMethod, metric: Metric):
+    def __init__(self, method: PoseMethod, metric: Metric, bootstrap_samples: int = bootstrap.DEFAULT_SAMPLES,
+                 bootstrap_seed: int = bootstrap.DEFAULT_SEED):
         super().__init__()
         self.method = method
         self.metric = metric
         self.count = UniqueSamples()
         self.results: dict[str, float] = {}
+        self.intervals: dict[str, float] = {}
+        self.curves: dict[str, Any] = {}
+        self.bootstrap_info: dict[str, Any] = {}
         self.num_samples = 0
+        self.bootstrap_samples = int(bootstrap_samples)
+        self.bootstrap_seed = int(bootstrap_seed)
 
     def test_step(self, batch: list[Sample], batch_idx: int) -> None:
         preds = self.method.predict_step(batch, batch_idx)
@@ -71,6 +77,17 @@ class EvaluationModule(LightningModule):
         values = self.metric.compute()
         self.results = {k: float(v) for k, v in values.items()}
         self.num_samples = int(self.count.compute())
+        # CIs and curves from the gathered states (every rank takes part in the gather; rank 0 computes):
+        # the states are deduplicated and sorted by sample id, so the numbers do not depend on the world size
+        with self.metric.sync_context(should_unsync=True):
+            if self.trainer.is_global_zero:
+                if self.bootstrap_samples > 0 and hasattr(self.metric, "bootstrap_stats"):
+                    stats = self.metric.bootstrap_stats()
+                    self.intervals = bootstrap.confidence_intervals(stats, self.bootstrap_samples, self.bootstrap_seed)
+                    self.bootstrap_info = {"samples": self.bootstrap_samples, "seed": self.bootstrap_seed,
+                                           "level": bootstrap.DEFAULT_LEVEL, "unit": stats.unit,
+                                           "units": int(stats.ids.numel())}
+                self.curves = page.extract(self.metric)
 
 
 @dataclass
@@ -179,7 +196,9 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
         )
     method, pred_sha = build_method(cfg, ds)
     t_load = time.perf_counter()
-    module = EvaluationModule(method, ds.build_metric())
+    module = EvaluationModule(method, ds.build_metric(),
+                              int(OmegaConf.select(cfg, "bootstrap.samples", default=bootstrap.DEFAULT_SAMPLES)),
+                              int(OmegaConf.select(cfg, "bootstrap.seed", default=bootstrap.DEFAULT_SEED)))
     loader = DataLoader(
         ds, batch_size=int(cfg.batch_size), shuffle=False, num_workers=int(cfg.num_workers),
         collate_fn=collate_samples,
@@ -195,6 +214,7 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
         timings={"load_s": round(t_load - t0, 3), "evaluate_s": round(t_eval - t_load, 3)},
     )
     ordered = {k: result.metrics[k] for k in ds.metric_keys if k in result.metrics}
+    ordered.update(module.intervals)  # KEY_ci_low / KEY_ci_high right after the headline metrics
     ordered.update({k: v for k, v in result.metrics.items() if k not in ordered})
     result.metrics = ordered
     prov = {
@@ -203,6 +223,7 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
         "data": ds.fingerprint(),
         "predictions": pred_sha,
         "world_size": trainer.world_size,
+        "bootstrap": module.bootstrap_info,
         "versions": provenance.versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -213,6 +234,10 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
         "timings": result.timings,
     }
     leaderboard.write_atomic(out_dir / "metrics.json", leaderboard.metrics_json(payload))
+    curves_bytes = page.dumps({"method": method_name, "dataset": ds.name, "variant": ds.variant,
+                               "family": ds.family, **module.curves}) if module.curves else None
+    if curves_bytes:
+        leaderboard.write_atomic(out_dir / "curves.json", curves_bytes)
     result.out_dir = out_dir
     lb_dir = Path(cfg.leaderboard_dir) if cfg.leaderboard_dir else REPO / "leaderboards"
     row = leaderboard.make_row(
@@ -222,6 +247,8 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
     )
     path = leaderboard.csv_path(lb_dir, ds.family, ds.name)
     leaderboard.upsert_row(path, row, list(result.metrics))
+    if curves_bytes:  # the page plots the leaderboard's curves: kept beside the CSV, one file per row
+        leaderboard.write_atomic(page.curves_path(lb_dir, ds.family, ds.name, method_name, ds.variant), curves_bytes)
     if ds.family == "object6d" and ds.name in leaderboard.BOP_CORE:
         leaderboard.update_bop_core(lb_dir)
     result.csv_path = path

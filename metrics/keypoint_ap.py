@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -232,6 +233,13 @@ class KeypointAPResult:
     oks_thresholds: Tensor
     rec_thresholds: Tensor
     area_labels: tuple[str, ...]
+    # per kept detection in accumulation (score) order, for the bootstrap: image id, TP / FP flags (D, T, A);
+    # and per GT: image id and whether it is a regular (not ignored) GT of each area range (G, A)
+    det_image: Tensor | None = None
+    det_tp: Tensor | None = None
+    det_fp: Tensor | None = None
+    gt_image: Tensor | None = None
+    gt_regular: Tensor | None = None
 
 
 def _mean_valid(s: Tensor) -> Tensor:
@@ -407,7 +415,8 @@ def _keypoint_ap_stats(dt_image, dt_keypoints, dt_scores, gt_image, gt_keypoints
     recall[:, absent] = -1
 
     stats = _summarize(precision, recall, thr, labels)
-    return KeypointAPResult(precision, recall, stats, thr, rthr, labels)
+    return KeypointAPResult(precision, recall, stats, thr, rthr, labels, d_img[go2],
+                            tps.t().reshape(Dk, T, A), fps.t().reshape(Dk, T, A), g_img, ~g_ign_a)
 
 
 def _greedy_match(pair_dt, pair_gt, oks, d_img, g_img, g_crowd, g_ign, g_id0, thr):
@@ -637,6 +646,78 @@ class KeypointAP(Metric):
     def compute_precision(self) -> Tensor:
         """Precision (T, R, A) at the OKS thresholds x recall thresholds x area ranges (for PR curves)."""
         return self.evaluate().precision
+
+    def bootstrap_stats(self):
+        """Bootstrap over images (bench/bootstrap.py): AP ('all' areas, mean over OKS thresholds).
+
+        Matching is per image, so each detection's TP/FP flags are fixed; a replicate weights every
+        detection and regular GT by its image's draw count and redoes pycocotools' accumulation (cumulative
+        TP/FP, monotone precision, 101 recall points). Equal to re-evaluating the resampled images except for
+        the order of equal-score detections of repeated images. A replicate with no regular GT gives NaN.
+        """
+        from bench.bootstrap import BootstrapStats
+
+        res = self.evaluate()
+        ids = torch.unique(dim_zero_cat(self.img_ids)).cpu() if len(self.img_ids) else torch.zeros(0, dtype=torch.long)
+        a = self.area_ranges.index(next(r for r in self.area_ranges if r[0] == "all"))
+        det_slot = torch.searchsorted(ids, res.det_image.cpu())
+        tp = res.det_tp[:, :, a].cpu().t().to(torch.float64)  # (T, D)
+        fp = res.det_fp[:, :, a].cpu().t().to(torch.float64)
+        gt_slot = torch.searchsorted(ids, res.gt_image.cpu())
+        gt_reg = res.gt_regular[:, a].cpu().to(torch.float64)
+        rthr = res.rec_thresholds.cpu()
+        eps = _EPS
+
+        slots = (det_slot.numpy(), gt_slot.numpy())
+        flags = (np.ascontiguousarray(tp.numpy()), np.ascontiguousarray(fp.numpy()), gt_reg.numpy())
+
+        def statistic(w: Tensor) -> Tensor:
+            ap = _weighted_ap(np.ascontiguousarray(w.cpu().to(torch.float64).numpy()), *slots, *flags,
+                              rthr.to(torch.float64).numpy(), eps)
+            return torch.from_numpy(ap)[:, None]
+
+        return BootstrapStats(ids, ("AP",), statistic, "image")
+
+
+@numba.njit(cache=True, parallel=True)
+def _weighted_ap(w, det_slot, gt_slot, tp, fp, gt_reg, rthr, eps):  # pragma: no cover - compiled
+    """AP of each bootstrap replicate (row of ``w``: draw count per image slot): pycocotools' accumulation with
+    every detection and regular GT weighted by its image's count (cumulative TP/FP in score order, recall and
+    precision, q[r] = max precision over the points with recall >= rthr[r], mean over OKS thresholds and
+    recall points); NaN when the replicate holds no regular GT. O(T (D + R)) per replicate, no temporaries."""
+    B = w.shape[0]
+    T, D = tp.shape
+    R = rthr.shape[0]
+    out = np.empty(B)
+    for b in numba.prange(B):
+        npig = 0.0
+        for g in range(gt_slot.shape[0]):
+            npig += w[b, gt_slot[g]] * gt_reg[g]
+        if npig <= 0:
+            out[b] = np.nan
+            continue
+        rc = np.empty(D)
+        pr = np.empty(D)
+        total = 0.0
+        for t in range(T):
+            tp_sum = 0.0
+            fp_sum = 0.0
+            for d in range(D):
+                wd = w[b, det_slot[d]]
+                tp_sum += wd * tp[t, d]
+                fp_sum += wd * fp[t, d]
+                rc[d] = tp_sum / npig
+                pr[d] = tp_sum / (fp_sum + tp_sum + eps)
+            for d in range(D - 2, -1, -1):  # monotone precision envelope
+                pr[d] = max(pr[d], pr[d + 1])
+            d = 0
+            for r in range(R):  # first point with recall >= rthr[r] (recall is non-decreasing)
+                while d < D and rc[d] < rthr[r]:
+                    d += 1
+                if d < D:
+                    total += pr[d]
+        out[b] = total / (T * R)
+    return out
 
 
 def _local_index(counts: Tensor) -> Tensor:

@@ -314,6 +314,32 @@ class H36MPoseError(Metric):
                 out[name] = mean[k]
         return {k: out[k] for k in (*H36M_METRICS, *[k for k in out if "/" in k])}
 
+    def bootstrap_stats(self):
+        """Bootstrap over sequences (bench/bootstrap.py): MPJPE and P-MPJPE for weights ``(B, n_seq)``.
+
+        A sequence drawn k times weighs k x T in its action (or in the pool); an action absent from a
+        replicate is left out of the mean over actions, as compute() leaves out actions with no sequence.
+        """
+        from bench.bootstrap import BootstrapStats
+
+        ids, act, frames, errs = self._gathered()
+        errs2 = errs[:, :2].cpu()
+        ft = frames.to(torch.float64).cpu()
+        onehot = torch.nn.functional.one_hot(act.cpu(), len(self.actions)).to(torch.float64)  # (n, A)
+        frame_pool = self.aggregation == "frame"
+
+        def statistic(w: Tensor) -> Tensor:
+            wt = w * ft  # (B, n)
+            if frame_pool:
+                return (wt @ errs2) / wt.sum(1, keepdim=True) * 1000
+            num = torch.einsum("bn,na,nk->bak", wt, onehot, errs2)
+            den = (wt @ onehot)[..., None]  # (B, A, 1)
+            per_action = num / den  # NaN where an action has no drawn sequence
+            return torch.nanmean(per_action, dim=1) * 1000
+
+        return BootstrapStats(ids.cpu(), ("MPJPE", "P-MPJPE"), statistic, "sequence",
+                              cost=ids.numel() * len(self.actions) * 2)
+
 
 # --------------------------------------------------------------------------------------------- 3DHP
 
@@ -384,3 +410,21 @@ class PCK3D(Metric):
         err_sum = cat(self.seq_err_sum)[keep].sum()
         curve = hits / counts[0]
         return {"PCK3D": curve[-1], "AUC": curve.mean(), "MPJPE": err_sum / counts[1]}
+
+    def bootstrap_stats(self):
+        """Bootstrap over sequences (bench/bootstrap.py): PCK3D (150 mm) pooled with weights ``(B, n)``."""
+        from bench.bootstrap import BootstrapStats, unique_sorted
+
+        def cat(x):
+            return torch.cat(x) if isinstance(x, list) else x
+
+        ids = cat(self.seq_id).cpu()
+        keep = unique_sorted(ids)
+        n_thr = self.thresholds.numel()
+        hits = cat(self.seq_hits).reshape(-1, n_thr).cpu()[keep].to(torch.float64)
+        counts = cat(self.seq_counts).reshape(-1, 2).cpu()[keep].to(torch.float64)
+
+        def statistic(w: Tensor) -> Tensor:
+            return ((w @ hits[:, -1]) / (w @ counts[:, 0]))[:, None]
+
+        return BootstrapStats(ids[keep], ("PCK3D",), statistic, "sequence")

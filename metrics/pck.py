@@ -135,3 +135,23 @@ class CapePCK(Metric):
             m_pck += m
         out["mPCK"] = torch.tensor(m_pck / len(means), dtype=torch.float64)
         return out
+
+    def bootstrap_stats(self):
+        """Bootstrap over episode-queries (bench/bootstrap.py): PCK@0.2, the weighted mean of per-query PCK."""
+        from bench.bootstrap import BootstrapStats, unique_sorted
+
+        sid = dim_zero_cat(self.sample_id).cpu() if not (isinstance(self.sample_id, list) and not self.sample_id) \
+            else torch.zeros(0, dtype=torch.long)
+        keep = unique_sorted(sid)
+        pck = per_sample_pck(dim_zero_cat(self.hits).cpu()[keep], dim_zero_cat(self.valid).cpu()[keep]) \
+            if keep.numel() else torch.zeros(0, len(self.thresholds), dtype=torch.float64)
+
+        # the headline PCK@0.2 when it is one of the thresholds, else mPCK
+        col = self.thresholds.index(0.2) if 0.2 in self.thresholds else None
+        key = "PCK@0.2" if col is not None else "mPCK"
+
+        def statistic(w: Tensor) -> Tensor:
+            per_t = (w @ pck) / w.sum(1, keepdim=True)
+            return per_t[:, col:col + 1] if col is not None else per_t.mean(1, keepdim=True)
+
+        return BootstrapStats(sid[keep], (key,), statistic, "episode-query")

@@ -108,3 +108,31 @@ class PCKh(Metric):
         sel = perm[first]  # one copy of each sample (sampler padding repeats them), in index order
         return pckh_stats(dim_zero_cat(self.pred)[sel], dim_zero_cat(self.gt)[sel], dim_zero_cat(self.visible)[sel],
                           dim_zero_cat(self.head_size)[sel], self.thr)
+
+    def bootstrap_stats(self):
+        """Bootstrap over annotated people (bench/bootstrap.py): PCKh at ``thr`` (the 14-joint pooled share).
+
+        PCKh = sum of hits over the 14 scored joints / their visible count (the count-weighted mean of the
+        per-joint values), so per-sample hit and visible counts are sufficient.
+        """
+        from bench.bootstrap import BootstrapStats
+
+        ids = dim_zero_cat(self.index).cpu()
+        key, perm = torch.sort(ids, stable=True)
+        first = torch.ones_like(key, dtype=torch.bool)
+        first[1:] = key[1:] != key[:-1]
+        sel = perm[first]
+        pred, gt = dim_zero_cat(self.pred).cpu()[sel], dim_zero_cat(self.gt).cpu()[sel]
+        vis = dim_zero_cat(self.visible).cpu()[sel].to(torch.float64)
+        hs = dim_zero_cat(self.head_size).cpu()[sel]
+        d = pred - gt
+        err = torch.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]) / hs[:, None]
+        scored = torch.ones(len(MPII_JOINTS), dtype=torch.float64)
+        scored[[MPII_JOINTS.index("pelv"), MPII_JOINTS.index("thrx")]] = 0
+        hits = (((err * vis) <= self.thr).to(torch.float64) * vis * scored).sum(1)
+        count = (vis * scored).sum(1)
+
+        def statistic(w: Tensor) -> Tensor:
+            return ((w @ hits) / (w @ count))[:, None]
+
+        return BootstrapStats(ids[sel], ("PCKh",), statistic, "person")

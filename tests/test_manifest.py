@@ -17,6 +17,8 @@ def test_regenerate_is_byte_stable_and_regression_catches_a_perturbed_metric(tmp
     lb.mkdir()
     (lb / "stale").mkdir()
     (lb / "stale" / "gone.csv").write_text("method,variant\nold,\n")
+    (lb / "curves" / "stale").mkdir(parents=True)
+    (lb / "curves" / "stale" / "old.json").write_text("{}")
     path = lb / "manifest.yaml"
     path.write_text(f"rows:\n  - method: mine\n    dataset: coco\n    predictions: {preds}\n")
 
@@ -24,8 +26,14 @@ def test_regenerate_is_byte_stable_and_regression_catches_a_perturbed_metric(tmp
     csv_path = lb / "human2d" / "coco.csv"
     first = csv_path.read_bytes()
     assert not (lb / "stale" / "gone.csv").exists()  # rows that left the manifest disappear
+    curves = lb / "curves" / "human2d" / "coco" / "mine.json"
+    first_curves = curves.read_bytes()
+    assert not (lb / "curves" / "stale" / "old.json").exists()
+    assert json.loads(first_curves)["plots"][0]["title"].startswith("Precision-recall")
+    assert "AP_ci_low,AP_ci_high" in first.decode().splitlines()[0]
     manifest.regenerate(path)
     assert csv_path.read_bytes() == first
+    assert curves.read_bytes() == first_curves
 
     assert manifest.regression(path) == 0
     header, row = first.decode().splitlines()

@@ -1,0 +1,289 @@
+"""The static HTML leaderboard page (``python -m bench report [out=DIR]``) and the curve data it plots.
+
+Curves: a run writes ``curves.json`` beside metrics.json (:func:`extract` picks what each metric can plot:
+PR curves for COCO AP, PCK against the threshold for MP-100 / 3DHP, recall against the threshold for BOP,
+per-action errors for H36M, per-part PCKh for MPII). ``bench leaderboards`` copies each manifest row's file to
+``leaderboards/curves/<family>/<dataset>/<method>[__<variant>].json``, so the page is built from committed
+files only. The format is generic, one list of plots::
+
+    {"method", "dataset", "variant", "plots": [{"title", "kind": "line" | "bar", "xlabel", "ylabel",
+                                                 "x": [...], "series": {"name": [y, ...]}}]}
+
+numbers rounded to 6 decimals and written with sorted keys (:func:`dumps`), so the same run gives the same bytes.
+
+The page: one sortable table per leaderboard CSV (click a header; a few lines of inline JavaScript, nothing
+fetched: it works offline), a metric with ``_ci_low`` / ``_ci_high`` columns is shown as ``value [low, high]``,
+the provenance columns (code version, data fingerprint, predictions hash, samples) and the date of the CSV's
+last commit when git knows it; below each table the PNG plots of its rows' curves (matplotlib, Agg).
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import subprocess
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.provenance import REPO
+
+CI_SUFFIXES = ("_ci_low", "_ci_high")
+PROVENANCE = ("num_samples", "code", "data", "predictions")
+
+
+# ------------------------------------------------------------------------------------------------ curves
+
+
+def _r(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else round(x, 6)
+
+
+def _plot(title: str, kind: str, xlabel: str, ylabel: str, x: list, series: dict[str, list]) -> dict[str, Any]:
+    return {"title": title, "kind": kind, "xlabel": xlabel, "ylabel": ylabel,
+            "x": [v if isinstance(v, str) else _r(v) for v in x],
+            "series": {k: [_r(v) for v in ys] for k, ys in series.items()}}
+
+
+def extract(metric) -> dict[str, Any]:
+    """``{"plots": [...]}`` for a computed metric (empty when the metric has nothing to plot)."""
+    name = type(metric).__name__
+    try:
+        fn = _EXTRACTORS[name]
+    except KeyError:
+        return {}
+    plots = fn(metric)
+    return {"plots": plots} if plots else {}
+
+
+def _keypoint_ap(m) -> list[dict]:
+    res = m.evaluate()
+    labels = list(res.area_labels)
+    if "all" not in labels:
+        return []
+    a = labels.index("all")
+    prec = res.precision[:, :, a].cpu()  # (T, R)
+    thr = res.oks_thresholds.cpu().tolist()
+    series = {}
+    for want in (0.5, 0.75):
+        hits = [i for i, t in enumerate(thr) if abs(t - want) < 1e-9]
+        if hits:
+            series[f"OKS {want:.2f}"] = prec[hits[0]].tolist()
+    series["mean OKS .50:.95"] = prec.mean(0).tolist()
+    return [_plot("Precision-recall (all areas)", "line", "recall", "precision", res.rec_thresholds.cpu().tolist(), series)]
+
+
+def _bop(m) -> list[dict]:
+    d = m.compute_details()["recalls"]
+    out = []
+    vsd: dict[float, list[float]] = {}
+    for r in d["vsd"]:
+        vsd.setdefault(r["correct_th"], []).append(r["recall"])
+    if vsd:
+        xs = sorted(vsd)
+        out.append(_plot("VSD recall (mean over tau)", "line", "correct threshold (x diameter)", "recall", xs,
+                         {"VSD": [sum(vsd[x]) / len(vsd[x]) for x in xs]}))
+    for key, title, xlabel in (("mssd", "MSSD recall", "threshold (x diameter)"),
+                               ("mspd", "MSPD recall", "threshold (px, 640 wide)")):
+        rows = d[key]
+        if rows:
+            out.append(_plot(title, "line", xlabel, "recall", [r["correct_th"] for r in rows],
+                             {key.upper(): [r["recall"] for r in rows]}))
+    return out
+
+
+def _cape(m) -> list[dict]:
+    v = m.compute()
+    return [_plot("PCK against threshold", "line", "threshold (x box size)", "PCK", list(m.thresholds),
+                  {"PCK": [float(v[f"PCK@{t}"]) for t in m.thresholds]})]
+
+
+def _h36m(m) -> list[dict]:
+    v = m.compute()
+    acts = [a for a in m.actions if not math.isnan(float(v[f"MPJPE/{a}"]))]
+    return [_plot("Error per action", "bar", "action", "mm", acts,
+                  {k: [float(v[f"{k}/{a}"]) for a in acts] for k in ("MPJPE", "P-MPJPE")})]
+
+
+def _pck3d(m) -> list[dict]:
+    from bench.bootstrap import unique_sorted
+
+    def cat(x):
+        return torch.cat(x) if isinstance(x, list) else x
+
+    keep = unique_sorted(cat(m.seq_id).cpu())
+    n_thr = m.thresholds.numel()
+    hits = cat(m.seq_hits).reshape(-1, n_thr).cpu()[keep].sum(0).to(torch.float64)
+    count = cat(m.seq_counts).reshape(-1, 2).cpu()[keep].sum(0).to(torch.float64)[0]
+    return [_plot("PCK3D against threshold", "line", "threshold (mm)", "PCK", m.thresholds.cpu().tolist(),
+                  {"PCK3D": (hits / count).tolist()})]
+
+
+def _pckh(m) -> list[dict]:
+    v = m.compute()
+    parts = ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"]
+    return [_plot(f"PCKh@{m.thr:g} per part", "bar", "part", "PCKh", parts, {"PCKh": [float(v[p]) for p in parts]})]
+
+
+_EXTRACTORS = {"KeypointAP": _keypoint_ap, "BOPAR": _bop, "CapePCK": _cape, "H36MPoseError": _h36m,
+               "PCK3D": _pck3d, "PCKh": _pckh}
+
+
+def dumps(data: dict[str, Any]) -> bytes:
+    """The one byte form of a curves file."""
+    return (json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def curves_path(leaderboard_dir: Path, family: str, dataset: str, method: str, variant: str) -> Path:
+    name = method + (f"__{variant}" if variant else "")
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
+    return Path(leaderboard_dir) / "curves" / family / dataset / f"{safe}.json"
+
+
+# ------------------------------------------------------------------------------------------------ page
+
+
+def _csv_date(path: Path) -> str:
+    try:
+        done = subprocess.run(["git", "log", "-1", "--format=%cs %h", "--", str(path)], cwd=path.parent,
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _num(s: str) -> float | None:
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def _fmt(s: str) -> str:
+    v = _num(s)
+    if v is None or math.isnan(v) or float(v).is_integer() and "." not in s:
+        return s
+    return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+
+
+def render_table(columns: list[str], rows: list[dict[str, str]]) -> str:
+    """One sortable table; CI columns folded into their metric's cell."""
+    shown = [c for c in columns if not c.endswith(CI_SUFFIXES)]
+    head = "".join(f'<th data-col="{i}">{html.escape(c)}</th>' for i, c in enumerate(shown))
+    body = []
+    for r in rows:
+        cells = []
+        for c in shown:
+            raw = r.get(c, "") or ""
+            v = _num(raw)
+            text = html.escape(_fmt(raw))
+            lo, hi = r.get(c + "_ci_low"), r.get(c + "_ci_high")
+            if lo and hi:
+                text += f' <span class="ci">[{html.escape(_fmt(lo))}, {html.escape(_fmt(hi))}]</span>'
+            sort = "" if v is None or math.isnan(v) else f' data-v="{v!r}"'
+            cells.append(f"<td{sort}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="lb"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def render_plot(plot: dict[str, Any], rows: list[tuple[str, dict[str, Any]]], path: Path) -> None:
+    """One PNG: the plot of every row (method) that has it, series x methods in one axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=90)
+    if plot["kind"] == "bar":
+        n = sum(len(p["series"]) for _, p in rows) or 1
+        width = 0.8 / n
+        k = 0
+        for label, p in rows:
+            for s, ys in p["series"].items():
+                xs = [i + (k - (n - 1) / 2) * width for i in range(len(p["x"]))]
+                ax.bar(xs, [math.nan if y is None else y for y in ys], width, label=f"{label}: {s}")
+                k += 1
+        ax.set_xticks(range(len(rows[0][1]["x"])), rows[0][1]["x"], rotation=45, ha="right", fontsize=7)
+    else:
+        for label, p in rows:
+            for s, ys in p["series"].items():
+                ax.plot(p["x"], [math.nan if y is None else y for y in ys], label=f"{label}: {s}")
+    ax.set_title(plot["title"], fontsize=10)
+    ax.set_xlabel(plot["xlabel"])
+    ax.set_ylabel(plot["ylabel"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def _load_curves(lb: Path, family: str, dataset: str) -> list[tuple[str, dict[str, Any]]]:
+    folder = lb / "curves" / family / dataset
+    out = []
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        data = json.loads(f.read_text())
+        label = data.get("method", f.stem) + (f" ({data['variant']})" if data.get("variant") else "")
+        out.append((label, data))
+    return out
+
+
+def build(leaderboard_dir: Path | None = None, out: Path | None = None) -> Path:
+    """Write ``index.html`` and its PNGs into ``out`` (default ``build/leaderboard``); returns the page path."""
+    lb = Path(leaderboard_dir) if leaderboard_dir else REPO / "leaderboards"
+    out = Path(out) if out else REPO / "build" / "leaderboard"
+    out.mkdir(parents=True, exist_ok=True)
+    sections, toc = [], []
+    for path in sorted(p for p in lb.rglob("*.csv") if "curves" not in p.relative_to(lb).parts):
+        family, dataset = path.parent.name, path.stem
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns, rows = list(reader.fieldnames or []), list(reader)
+        anchor = f"{family}-{dataset}"
+        toc.append(f'<li><a href="#{anchor}">{html.escape(family)} / {html.escape(dataset)}</a> ({len(rows)})</li>')
+        date = _csv_date(path)
+        parts = [f'<section id="{anchor}"><h2>{html.escape(family)} / {html.escape(dataset)}</h2>',
+                 f'<p class="prov">source: <code>{html.escape(str(path.relative_to(lb)))}</code>'
+                 + (f"; last committed {html.escape(date)}" if date else "") + "</p>"]
+        parts.append(render_table(columns, rows) if rows else "<p>(no rows yet)</p>")
+        curves = _load_curves(lb, family, dataset)
+        by_title: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for label, data in curves:
+            for p in data.get("plots", []):
+                by_title.setdefault(p["title"], []).append((label, p))
+        for i, (title, plots) in enumerate(by_title.items()):
+            img = Path("img") / f"{anchor}-{i}.png"
+            render_plot(plots[0][1], plots, out / img)
+            parts.append(f'<figure><img src="{img.as_posix()}" alt="{html.escape(title)}" width="576" height="324">'
+                         f"<figcaption>{html.escape(title)}</figcaption></figure>")
+        parts.append("</section>")
+        sections.append("\n".join(parts))
+    template = (resources.files("bench") / "page_template.html").read_text()
+    page = (template.replace("{{TOC}}", "\n".join(toc))
+            .replace("{{SECTIONS}}", "\n".join(sections)))
+    index = out / "index.html"
+    index.write_text(page)
+    return index
+
+
+def cmd_report(args: list[str]) -> int:
+    """``python -m bench report [out=DIR] [leaderboard_dir=DIR]``."""
+    from bench.errors import InputError
+
+    opts = {}
+    for a in args:
+        k, sep, v = a.partition("=")
+        if not sep or k not in ("out", "leaderboard_dir"):
+            raise InputError(None, None, k, "expected out=DIR or leaderboard_dir=DIR")
+        opts[k] = Path(v)
+    lb = opts.get("leaderboard_dir")
+    if lb is not None and not lb.is_dir():
+        raise InputError(lb, None, "leaderboard_dir", "not a folder")
+    index = build(lb, opts.get("out"))
+    print(f"leaderboard page: {index}")
+    return 0
