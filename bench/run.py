@@ -111,6 +111,8 @@ def build_dataset(cfg: DictConfig) -> BenchmarkDataset:
     if name not in DATASETS:
         raise InputError(None, None, "dataset", f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
     ds_cfg = OmegaConf.merge(cfg.dataset, {"data_root": cfg.data_root or cfg.dataset.get("data_root")})
+    if cfg.get("smpl_dir"):  # top-level smpl_dir= is the mesh datasets' (and TokenHMR's) SMPL folder
+        ds_cfg = OmegaConf.merge(ds_cfg, {"smpl_dir": cfg.smpl_dir})
     return DATASETS[name](ds_cfg)
 
 

@@ -55,14 +55,29 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("builtins", "bytearray"): bytearray,
 }
 
+# Opt-in (``allow_sparse=True``), for SMPL model files only: real SMPL pickles hold ``J_regressor`` as a
+# scipy.sparse CSC matrix (CSR in some conversions). Exactly these two classes, under the module names old
+# (``scipy.sparse.csc``) and new (``scipy.sparse._csc``) scipy versions write; they are rebuilt by
+# ``cls.__new__`` plus a ``__dict__`` update of arrays, which runs no code of the file's choosing.
+_SPARSE_MODULES = {"csc_matrix": ("scipy.sparse.csc", "scipy.sparse._csc"),
+                   "csr_matrix": ("scipy.sparse.csr", "scipy.sparse._csr")}
+
+
+def _sparse_classes() -> dict[tuple[str, str], type]:
+    import scipy.sparse as sp
+
+    return {(m, n): getattr(sp, n) for n, mods in _SPARSE_MODULES.items() for m in mods}
+
 
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that builds only numpy arrays/dtypes/scalars, dicts, lists, tuples, strings, numbers,
     None and bools; any other global (``os.system``, ``builtins.eval``, a class) is refused."""
 
-    def __init__(self, file: BinaryIO, *, source: str | Path | None = None, encoding: str = "ASCII"):
+    def __init__(self, file: BinaryIO, *, source: str | Path | None = None, encoding: str = "ASCII",
+                 allow_sparse: bool = False):
         super().__init__(file, encoding=encoding)
         self.source = source
+        self.allow_sparse = allow_sparse
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "__builtin__":  # protocol 0-2 pickles name Python 2's module
@@ -70,32 +85,52 @@ class RestrictedUnpickler(pickle.Unpickler):
         allowed = _ALLOWED.get((module, name))
         if allowed is not None:
             return allowed
+        if self.allow_sparse:
+            sparse = _sparse_classes()
+            if (module, name) in sparse:
+                return sparse[(module, name)]
+            if (module, name) in (("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")):
+                return self._sparse_reconstructor  # protocol 0/1 pickles build objects through it
+            if (module, name) == ("builtins", "object"):  # its second argument
+                return object
         # numpy >= 1.25 writes dtypes of some kinds as numpy.dtypes.<Kind>DType classes
         if module == "numpy.dtypes" and name.endswith("DType") and isinstance(getattr(np.dtypes, name, None), type):
             return getattr(np.dtypes, name)
         raise InputError(self.source, None, None, f"refused to unpickle {module}.{name}: only numpy arrays and "
                                                   "plain Python containers/values are allowed in data files")
 
+    def _sparse_reconstructor(self, cls: Any, base: Any, state: Any) -> Any:
+        """``copyreg._reconstructor`` limited to ``object.__new__`` of the allowed sparse classes."""
+        if cls not in set(_sparse_classes().values()) or base is not object or state is not None:
+            raise InputError(self.source, None, None, "refused to unpickle copyreg._reconstructor of "
+                                                      f"{getattr(cls, '__name__', cls)!r}: only scipy sparse "
+                                                      "matrices are allowed")
+        return object.__new__(cls)
+
     def persistent_load(self, pid: Any) -> Any:
         raise InputError(self.source, None, None, "refused to unpickle a persistent id: not a plain data pickle")
 
 
-def loads(data: bytes, *, source: str | Path | None = None, encoding: str = "ASCII") -> Any:
+def loads(data: bytes, *, source: str | Path | None = None, encoding: str = "ASCII",
+          allow_sparse: bool = False) -> Any:
     """Unpickle ``data`` through :class:`RestrictedUnpickler`; any failure is an :class:`InputError`."""
-    return load_pickle(io.BytesIO(data), source=source, encoding=encoding)
+    return load_pickle(io.BytesIO(data), source=source, encoding=encoding, allow_sparse=allow_sparse)
 
 
-def load_pickle(file: str | Path | BinaryIO, *, source: str | Path | None = None, encoding: str = "ASCII") -> Any:
-    """Unpickle a file (path or binary stream) safely. Use ``encoding="latin1"`` for Python-2 pickles (3DPW)."""
+def load_pickle(file: str | Path | BinaryIO, *, source: str | Path | None = None, encoding: str = "ASCII",
+                allow_sparse: bool = False) -> Any:
+    """Unpickle a file (path or binary stream) safely. Use ``encoding="latin1"`` for Python-2 pickles (3DPW).
+
+    ``allow_sparse=True`` additionally admits scipy's CSC/CSR matrix classes (SMPL model files only)."""
     if isinstance(file, (str, Path)):
         source = file if source is None else source
         try:
             with open(file, "rb") as fh:
-                return load_pickle(fh, source=source, encoding=encoding)
+                return load_pickle(fh, source=source, encoding=encoding, allow_sparse=allow_sparse)
         except OSError as e:
             raise InputError(source, None, None, f"cannot read: {e.strerror or e}") from None
     try:
-        return RestrictedUnpickler(file, source=source, encoding=encoding).load()
+        return RestrictedUnpickler(file, source=source, encoding=encoding, allow_sparse=allow_sparse).load()
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - truncated/corrupt streams raise many types
@@ -119,8 +154,9 @@ def _read_npy(fh: BinaryIO, source: Path, member: str, allow_pickle_objects: boo
             shape, fortran, dtype = npy_format.read_array_header_2_0(fh)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except ValueError as e:
-        raise InputError(source, f"member {member}", None, f"not a valid .npy array: {e}") from None
+    except Exception as e:  # noqa: BLE001 - numpy's literal parser raises ValueError, SyntaxError, TokenError ...
+        msg = " ".join(str(e).split())  # numpy's messages span several lines; the CLI prints one
+        raise InputError(source, f"member {member}", None, f"not a valid .npy array: {msg}") from None
     if dtype.hasobject:
         if not allow_pickle_objects:
             raise InputError(source, f"member {member}", None, "holds a pickled object array (not allowed here)")
