@@ -80,12 +80,13 @@ if numba is not None:
             u[i], v[i], z[i] = uu, vv, cz
 
     @njit(cache=True, nogil=True)
-    def _raster(faces, u, v, z, x0, y0, w, h, off, near, snap, buf):
-        """Depth of one mesh into ``buf`` (h*w float32, ROI at x0, y0), 0 where empty.
+    def _raster(faces, u, v, z, x0, y0, w, h, off, near, snap, buf, iz_buf):
+        """Depth of one mesh into ``buf`` (h*w float32, ROI at x0, y0), 0 where empty; ``iz_buf`` is float64
+        scratch of at least h*w (reused across calls: fresh large arrays cost page faults).
 
         The z-test keeps the largest ``1/z`` in float64 and converts once at the end: float32(1/x) is monotone,
         so this equals the minimum of the per-triangle float32 depths that the torch path takes."""
-        iz_buf = np.zeros(buf.shape[0])
+        iz_buf[:buf.shape[0]] = 0.0
         x1, y1 = x0 + w - 1, y0 + h - 1
         bias = 0.5 / (snap * snap) if snap > 0.0 else 1e-12
         for f in range(faces.shape[0]):
@@ -247,7 +248,7 @@ if numba is not None:
             u, v, z = np.empty(n), np.empty(n), np.empty(n)
             _project(verts[vstart[m]:vstart[m] + n], R[g], t[g], K[g], snap, u, v, z)
             _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, boxes[g, 0], boxes[g, 1], boxes[g, 2],
-                    boxes[g, 3], off, near, snap, buf[offs[g]:offs[g + 1]])
+                    boxes[g, 3], off, near, snap, buf[offs[g]:offs[g + 1]], np.empty(offs[g + 1] - offs[g]))
         return buf, offs, boxes
 
     @njit(cache=True, parallel=True)
@@ -260,6 +261,8 @@ if numba is not None:
         for chunk in prange(n_chunks):
             lo = chunk * step
             hi = min(P, lo + step)
+            e_scratch = np.empty(0, np.float32)
+            iz_scratch = np.empty(0)
             for p in range(lo, hi):
                 m = mesh[p]
                 nvm = vcount[m]
@@ -268,9 +271,13 @@ if numba is not None:
                 u, v, z = np.empty(nvm), np.empty(nvm), np.empty(nvm)
                 _project(verts[vstart[m]:vstart[m] + nvm], R_e[p], t_e[p], K[p], snap, u, v, z)
                 ex0, ey0, ew, eh = _box(u, v, z, nvm, H, W, near)
-                ebuf = np.empty(ew * eh, np.float32)
+                if ew * eh > e_scratch.shape[0]:
+                    e_scratch = np.empty(ew * eh, np.float32)
+                    iz_scratch = np.empty(ew * eh)
+                ebuf = e_scratch[:ew * eh]
                 if ew * eh > 0:
-                    _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, ex0, ey0, ew, eh, off, near, snap, ebuf)
+                    _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, ex0, ey0, ew, eh, off, near, snap, ebuf,
+                            iz_scratch)
                 g = pair_gt[p]
                 gx0, gy0, gw, gh = gboxes[g, 0], gboxes[g, 1], gboxes[g, 2], gboxes[g, 3]
                 go = goffs[g]
@@ -289,6 +296,9 @@ if numba is not None:
                 union = 0.0
                 inter = 0.0
                 costs = np.zeros(T)
+                pxs = np.empty(ux1 - ux0)  # (c - cx) / fx per column, hoisted out of the pixel loop
+                for c in range(ux0, ux1):
+                    pxs[c - ux0] = (c - cx) / fx
                 for r in range(uy0, uy1):
                     pyy = (r - cy) / fy
                     e_row = r >= ey0 and r < ey0 + eh
@@ -304,7 +314,7 @@ if numba is not None:
                             dg = gbuf[go + (r - gy0) * gw + (c - gx0)]
                         if not (de > 0 or dg > 0):
                             continue
-                        pxx = (c - cx) / fx
+                        pxx = pxs[c - ux0]
                         dt = np.float64(depth[base + r * W + c])
                         dist_t = math.sqrt(((pxx * dt) * (pxx * dt) + (pyy * dt) * (pyy * dt)) + dt * dt)
                         de64, dg64 = np.float64(de), np.float64(dg)
@@ -320,9 +330,11 @@ if numba is not None:
                         if vg and ve:
                             inter += 1.0
                             dd = abs(dist_g - dist_e) / diam[p]
-                            for j in range(T):
+                            for j in range(T):  # taus ascend (checked by vsd_pairs): stop at the first miss
                                 if dd >= taus[j]:
                                     costs[j] += 1.0
+                                else:
+                                    break
                 if union > 0:
                     for j in range(T):
                         err[p, j] = (costs[j] + (union - inter)) / union
@@ -413,6 +425,11 @@ def vsd_pairs(bank, mesh: Tensor, R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Te
     P = int(mesh.shape[0])
     if P == 0:
         return torch.ones(0, int(taus.shape[0]), dtype=torch.float64)
+    if taus.numel() > 1 and not bool((taus[1:] > taus[:-1]).all()):
+        order = torch.argsort(taus)
+        err = vsd_pairs(bank, mesh, R_e, t_e, R_g, t_g, K, image, depth_flat, depth_offset, depth_hw, diameter, delta,
+                        taus[order], pixel_offset=pixel_offset, near=near, subpixel_bits=subpixel_bits)
+        return err[:, torch.argsort(order)]
     key = torch.cat([mesh[:, None].double(), image[:, None].double(), R_g.reshape(P, 9).double(), t_g.double(),
                      K.reshape(P, 9).double()], 1).cpu()
     uniq, pair_gt = torch.unique(key, dim=0, return_inverse=True)
