@@ -135,12 +135,3 @@ def paired_bootstrap(a: BootstrapStats, b: BootstrapStats, key: str, samples: in
     above = int((d >= 0).sum()) + 1
     p = min(1.0, 2.0 * min(below, above) / (d.numel() + 1))
     return PairedResult(key, va, vb, va - vb, float(lo[0]), float(hi[0]), p, int(d.numel()), n)
-
-
-def unique_sorted(ids: Tensor) -> Tensor:
-    """Index of the first occurrence of each id, ascending by id (drops DistributedSampler padding)."""
-    order = torch.argsort(ids, stable=True)
-    s = ids[order]
-    first = torch.ones_like(s, dtype=torch.bool)
-    first[1:] = s[1:] != s[:-1]
-    return order[first]

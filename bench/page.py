@@ -110,7 +110,7 @@ def _h36m(m) -> list[dict]:
 
 
 def _pck3d(m) -> list[dict]:
-    from bench.bootstrap import unique_sorted
+    from metrics.common import unique_sorted
 
     def cat(x):
         return torch.cat(x) if isinstance(x, list) else x

@@ -38,13 +38,12 @@ The kernel is vectorised: OKS for every detection/GT pair of the same image at o
 the greedy matching on the candidate pairs only (OKS >= the lowest threshold), packed per image into small
 padded blocks (images bucketed by candidate-GT count); the pass is sequential over the detection rank only
 (<= ``max_dets`` steps), each step updating every image, threshold and area range together. On CPU it runs
-single-threaded (see ``_one_cpu_thread``).
+single-threaded (see ``metrics.common.one_cpu_thread``).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
@@ -53,6 +52,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
+
+from metrics.common import one_cpu_thread
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
@@ -262,22 +263,6 @@ def _segment_start(sorted_keys: Tensor) -> Tensor:
     return torch.cummax(idx, 0).values
 
 
-@contextmanager
-def _one_cpu_thread(dev: torch.device):
-    """Run the kernel's many mid-sized ops single-threaded on CPU.
-
-    Intra-op threads cost more in synchronisation than they save here: on a busy 2-core machine the kernel
-    took 6.4 s of CPU with 2 threads and 0.4 s with one.
-    """
-    if dev.type != "cpu":
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def keypoint_ap_stats(
@@ -307,7 +292,7 @@ def keypoint_ap_stats(
     ``gt_ids`` (annotation ids: only id 0 matters, see the module doc). Every detection's image must be one of
     the scored images; images without GT and detections do not change the result.
     """
-    with _one_cpu_thread(dt_keypoints.device):
+    with one_cpu_thread(dt_keypoints.device):
         return _keypoint_ap_stats(dt_image, dt_keypoints, dt_scores, gt_image, gt_keypoints, gt_area, gt_bbox,
                                   gt_iscrowd, gt_num_keypoints, gt_ids, sigmas, max_dets, oks_thresholds,
                                   area_ranges, rec_thresholds, dt_area)
@@ -616,7 +601,7 @@ class KeypointAP(Metric):
 
     def evaluate(self) -> KeypointAPResult:
         """Full result (precision T x R x A for PR curves, recall, stats) over the deduplicated states."""
-        with _one_cpu_thread(self.device):
+        with one_cpu_thread(self.device):
             return self._evaluate()
 
     def _evaluate(self) -> KeypointAPResult:

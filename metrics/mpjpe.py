@@ -33,6 +33,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from metrics.common import unique_sorted
+
 # --------------------------------------------------------------------------------------------- kernels
 
 
@@ -207,13 +209,6 @@ def prepare_pred_root(pred: Tensor, mode: str, root: int = 0) -> Tensor:
     raise ValueError(f"unknown root mode {mode!r}; expected one of {PRED_ROOT_MODES}")
 
 
-def _unique_sorted(ids: Tensor) -> Tensor:
-    """Index of the first occurrence of each id, in ascending id order (drops sampler padding)."""
-    order = torch.argsort(ids, stable=True)
-    sorted_ids = ids[order]
-    first = torch.ones_like(sorted_ids, dtype=torch.bool)
-    first[1:] = sorted_ids[1:] != sorted_ids[:-1]
-    return order[first]
 
 
 def _is_empty(state) -> bool:
@@ -285,7 +280,7 @@ class H36MPoseError(Metric):
             return torch.cat(x) if isinstance(x, list) else x
 
         ids, act, frames, errs = cat(self.seq_id), cat(self.seq_action), cat(self.seq_frames), cat(self.seq_errors)
-        keep = _unique_sorted(ids)
+        keep = unique_sorted(ids)
         return ids[keep], act[keep], frames[keep], errs[keep].reshape(-1, 4)
 
     def compute(self) -> dict[str, Tensor]:
@@ -403,7 +398,7 @@ class PCK3D(Metric):
             return torch.cat(x) if isinstance(x, list) else x
 
         ids = cat(self.seq_id)
-        keep = _unique_sorted(ids)
+        keep = unique_sorted(ids)
         n_thr = self.thresholds.numel()
         hits = cat(self.seq_hits).reshape(-1, n_thr)[keep].sum(0).to(torch.float64)
         counts = cat(self.seq_counts).reshape(-1, 2)[keep].sum(0).to(torch.float64)
@@ -413,7 +408,7 @@ class PCK3D(Metric):
 
     def bootstrap_stats(self):
         """Bootstrap over sequences (bench/bootstrap.py): PCK3D (150 mm) pooled with weights ``(B, n)``."""
-        from bench.bootstrap import BootstrapStats, unique_sorted
+        from bench.bootstrap import BootstrapStats
 
         def cat(x):
             return torch.cat(x) if isinstance(x, list) else x

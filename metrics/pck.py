@@ -138,7 +138,8 @@ class CapePCK(Metric):
 
     def bootstrap_stats(self):
         """Bootstrap over episode-queries (bench/bootstrap.py): PCK@0.2, the weighted mean of per-query PCK."""
-        from bench.bootstrap import BootstrapStats, unique_sorted
+        from bench.bootstrap import BootstrapStats
+        from metrics.common import unique_sorted
 
         sid = dim_zero_cat(self.sample_id).cpu() if not (isinstance(self.sample_id, list) and not self.sample_id) \
             else torch.zeros(0, dtype=torch.long)

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from metrics.mpjpe import _is_empty, _unique_sorted, best_rotation, joint_errors, mpjpe
+from metrics.common import unique_sorted
+from metrics.mpjpe import _is_empty, best_rotation, joint_errors, mpjpe
 
 #: H36M joints (of the 17 regressed by J_regressor_h36m) in the 14-joint LSP order SPIN evaluates.
 H36M_TO_J14: tuple[int, ...] = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
@@ -147,5 +148,5 @@ class MeshError(Metric):
             raise ValueError("MeshError: no frames were scored")
         ids = torch.cat(self.frame_id) if isinstance(self.frame_id, list) else self.frame_id
         errs = torch.cat(self.frame_errors) if isinstance(self.frame_errors, list) else self.frame_errors
-        mean = errs.reshape(-1, 4)[_unique_sorted(ids)].mean(0) * 1000
+        mean = errs.reshape(-1, 4)[unique_sorted(ids)].mean(0) * 1000
         return {name: mean[k] for k, name in enumerate(MESH_METRICS)}

@@ -99,9 +99,10 @@ def main(argv=None) -> None:
 
     metric = BOPAR(models).to(dev)
     if not args.skip_parts:
-        from metrics.bop import cpu_kernels, pose_error
+        from metrics.bop import pose_error
+        from metrics.common import one_cpu_thread
 
-        with cpu_kernels.exclusive_threads(torch.device(dev)):  # as BOPAR runs them
+        with one_cpu_thread(dev):  # as BOPAR runs them
 
             # Time each error alone on all (estimate, GT of the same object) pairs.
             pairs = []

@@ -49,7 +49,8 @@ from bench.errors import InputError
 from bench.predictions.coco_json import gc_paused
 from bench.registry import register_dataset
 from bench.types import Sample
-from metrics.keypoint_ap import KeypointAP, _dedupe, _one_cpu_thread, keypoint_ap_stats, np_sum
+from metrics.common import one_cpu_thread
+from metrics.keypoint_ap import KeypointAP, _dedupe, keypoint_ap_stats, np_sum
 
 ANN_FILE = "annotations/crowdpose_test.json"
 IMAGE_DIR = "images"
@@ -200,7 +201,7 @@ class CrowdPoseAP(KeypointAP):
                                                  for t in target]).to(self.device))
 
     def compute(self) -> dict[str, Tensor]:
-        with _one_cpu_thread(self.device):
+        with one_cpu_thread(self.device):
             return self._compute()
 
     def _compute(self) -> dict[str, Tensor]:

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from bench.errors import InputError
 from bench.types import Prediction
+from methods.checkpoint import read_checkpoint, tensor_dict
 
 #: COCO left/right keypoint pairs (eyes, ears, shoulders, elbows, wrists, hips, knees, ankles).
 COCO_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
@@ -380,38 +381,12 @@ def person_boxes(inputs: dict) -> tuple[Tensor, Tensor]:
 # checkpoints
 
 
-def _inert_global(name: str):
-    """A do-nothing stand-in class for a non-tensor global of a checkpoint's metadata: calling it, building
-    it or setting its state stores nothing and runs nothing."""
-    def _noop(self, *args, **kwargs):
-        return None
-
-    return type(name.rsplit(".", 1)[-1], (), {"__init__": _noop, "__setstate__": _noop})
-
-
 def load_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """The tensors of an official checkpoint, read with ``torch.load(weights_only=True)``.
+    """The tensors of an official checkpoint (methods/checkpoint.py: ``weights_only``, nothing runs).
 
-    Accepts a bare state dict or a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper. Metadata that names
-    other classes (mmengine's ``message_hub``, numpy arrays in ``meta``) is stubbed with inert stand-ins that
-    ``weights_only`` allows, so nothing from the file runs. Strips a DataParallel ``module.`` prefix.
+    Accepts a bare state dict or a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper; strips ``module.``.
     """
-    path = Path(path)
-    try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as first:
-            try:
-                names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-            except Exception:  # noqa: BLE001 - not a torch zip checkpoint at all
-                raise first from None
-            if not names:
-                raise
-            stubs = [(_inert_global(n), n) for n in names]
-            with torch.serialization.safe_globals(stubs):
-                ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to read is the user's file
-        raise InputError(path, None, "weights", f"cannot read the checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    ckpt = read_checkpoint(path)
     sd = ckpt
     if isinstance(ckpt, dict):
         for key in ("state_dict", "model", "module"):
@@ -420,12 +395,7 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
                 break
     if not isinstance(sd, dict) or not sd:
         raise InputError(path, None, "state_dict", "expected a state dict of tensors (or {'state_dict': ...})")
-    bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
-    if bad:
-        raise InputError(path, f"key {bad[0]!r}", "state_dict", "expected a tensor")
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return dict(sd)
+    return tensor_dict(path, sd)
 
 
 def check_and_load(model: torch.nn.Module, converted: dict[str, Tensor], path: str | Path | None) -> None:

@@ -26,7 +26,8 @@ from bench.data.h36m import Keypoints2D
 from bench.errors import InputError
 from bench.types import Prediction, Sample
 from methods.base import PoseMethod
-from methods.human2d.topdown import _inert_global, check_and_load
+from methods.checkpoint import read_checkpoint
+from methods.human2d.topdown import check_and_load
 
 #: Left / right joints of VideoPose3D's 17-joint H36M skeleton (``h36m_skeleton`` after ``remove_joints``).
 JOINTS_LEFT: tuple[int, ...] = (4, 5, 6, 11, 12, 13)
@@ -53,21 +54,7 @@ def load_official_state_dict(path: str | Path) -> dict[str, Tensor]:
     The file also pickles a numpy ``RandomState`` and the optimizer state; the classes it names are replaced by
     inert stand-ins so nothing from the file runs. A bare state dict is accepted too. Strips ``module.``.
     """
-    path = Path(path)
-    try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as first:
-            try:
-                names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-            except Exception:  # noqa: BLE001 - not a torch checkpoint at all
-                raise first from None
-            if not names:
-                raise
-            with torch.serialization.safe_globals([(_inert_global(n), n) for n in names]):
-                ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to read is the user's file
-        raise InputError(path, None, "weights", f"cannot read the checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise InputError(path, None, "model_pos", "expected a dict checkpoint")
     sd = ckpt.get("model_pos", ckpt)

@@ -31,7 +31,6 @@ outside the module tree, and loads it from ``MODEL.TOKENIZER_CHECKPOINT_PATH`` a
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -45,6 +44,7 @@ from bench.errors import InputError
 from bench.registry import register_method
 from bench.types import Prediction, Sample
 from methods.base import PoseMethod
+from methods.checkpoint import read_checkpoint, tensor_dict
 from methods.human2d.topdown import check_and_load
 from methods.human2d.vitpose import ARCHS as VIT_ARCHS
 from methods.human2d.vitpose import ViTArch, vit_backbone
@@ -443,45 +443,10 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], tokenizer: dict[str, Ten
     return out
 
 
-class _Inert:
-    """What a stubbed call with arguments gives (numpy's ``_reconstruct``, ``dtype`` ...): state is ignored."""
-
-    def __setstate__(self, state):
-        return None
-
-
-def _stub(name: str):
-    """Inert stand-in for a class or function named in checkpoint metadata, for ``weights_only`` loading.
-
-    Built without arguments (``NEWOBJ`` of a plain object or of a dict subclass such as the yacs ``CfgNode`` in
-    Lightning's ``hyper_parameters``) it is an empty ``OrderedDict`` that the pickle may fill (SETITEMS,
-    BUILD of a ``__dict__``); called with arguments (numpy scalars, arrays, dtypes) it is an :class:`_Inert`.
-    Either way nothing from the file runs.
-    """
-    def new(cls, *args, **kwargs):
-        return _Inert() if args or kwargs else OrderedDict()
-
-    return type(name.rsplit(".", 1)[-1], (), {"__new__": new})
-
-
 def load_checkpoint(path: str | Path, what: str = "weights") -> dict:
-    """``torch.load(weights_only=True)`` of an official file; classes its metadata names (Lightning's
-    ``hyper_parameters``, the tokenizer's ``hparams``) are replaced by inert stubs, so nothing from it runs."""
-    path = Path(path)
-    try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as first:
-            try:
-                names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-            except Exception:  # noqa: BLE001 - not a torch zip checkpoint at all
-                raise first from None
-            if not names:
-                raise
-            with torch.serialization.safe_globals([(_stub(n), n) for n in names] + [_Inert]):
-                ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to read is the user's file
-        raise InputError(path, None, what, f"cannot read the checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    """An official file read without running anything from it (methods/checkpoint.py); Lightning's
+    ``hyper_parameters`` and the tokenizer's ``hparams`` name classes that get inert stand-ins."""
+    ckpt = read_checkpoint(path, what)
     if not isinstance(ckpt, dict):
         raise InputError(path, None, what, f"expected a dict, found {type(ckpt).__name__}")
     return ckpt
@@ -491,12 +456,7 @@ def _tensors(path: Path, d, wrapper: str, what: str) -> dict[str, Tensor]:
     sd = d.get(wrapper, d) if isinstance(d.get(wrapper), dict) else d
     if not sd:
         raise InputError(path, None, what, f"expected a state dict of tensors (or {{'{wrapper}': ...}})")
-    bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
-    if bad:
-        raise InputError(path, f"key {bad[0]!r}", wrapper, "expected a tensor")
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return dict(sd)
+    return tensor_dict(path, sd, wrapper)
 
 
 def load_official(net: TokenHMRNet, weights: str | Path, tokenizer: str | Path | None = None) -> None:

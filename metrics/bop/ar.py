@@ -32,10 +32,11 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from bench.render.raster import MeshBank
-from metrics.bop import cpu_kernels, pose_error
+from metrics.bop import pose_error
 from metrics.bop.model import ObjectModel
 from metrics.bop.recall import dense_groups, greedy_match, recall_at, valid_gt_mask, vocap_auc
 from metrics.bop.symmetries import symmetry_transformations
+from metrics.common import one_cpu_thread
 
 __all__ = ["BOP19_CORRECT_TH", "BOP19_MSPD_TH", "BOP19_TAUS", "BOPAR"]
 
@@ -180,7 +181,7 @@ class BOPAR(Metric):
         K = torch.stack(pose["K"]).to(**f64).reshape(n, 3, 3)
         obj = torch.tensor(rows["obj"], dtype=torch.int64, device=dev)
         diam = torch.tensor(rows["diameter"], **f64)
-        with cpu_kernels.exclusive_threads(dev):
+        with one_cpu_thread(dev):  # torch's and numba's OpenMP pools must not compete
             err = self._errors(obj, R_e, t_e, R_g, t_g, K, diam,
                                torch.tensor(pose["image"], dtype=torch.int64, device=dev), depths, hw)
         for f in _PAIR_FIELDS:

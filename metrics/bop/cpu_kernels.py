@@ -15,10 +15,12 @@ same GT pose, mesh and ROI (estimates of one target arrive together).
 MSSD and MSPD take ``min_S max_x`` over up to hundreds of symmetries; per pair, symmetries are visited in the
 order of a lower bound (the max over a small point subset) and a symmetry stops as soon as its running max
 reaches the best one found, which gives the exact minimum with a fraction of the work.
+
+Callers run torch single-threaded around the kernels (``metrics.common.one_cpu_thread``): torch's OpenMP pool
+and numba's are distinct, and both spinning on the same cores is 5-10x slower.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 
@@ -36,30 +38,13 @@ try:
 except ImportError:  # pragma: no cover - numba is a dependency; the torch path still works without it
     numba = None
 
-__all__ = ["available", "exclusive_threads", "min_max_sym_pairs", "vsd_pairs"]
+__all__ = ["available", "min_max_sym_pairs", "vsd_pairs"]
 
 
 def available() -> bool:
     return numba is not None
 
 
-@contextlib.contextmanager
-def exclusive_threads(device: torch.device):
-    """Run torch single-threaded while the compiled kernels use the cores (CPU only).
-
-    torch's and numba's OpenMP pools are distinct; each keeps its threads spinning for a while after a parallel
-    region, so alternating small torch ops with numba kernels puts twice as many busy threads as cores on the
-    machine (measured: 5-10x slower on 2 cores). The torch ops around the kernels are small: one thread is
-    enough for them."""
-    if torch.device(device).type != "cpu" or numba is None:
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 if numba is not None:
