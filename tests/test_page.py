@@ -1,7 +1,7 @@
 """The HTML leaderboard page (bench/page.py), rendered by headless Chromium.
 
-The page is built from a copy of the committed leaderboards/ plus one curve file produced by a real run
-(tests/data/page/ycbv_ppf_curves.json, see PROVENANCE.md), opened with ``chromium --headless --dump-dom``; an
+The page is built from a copy of the committed leaderboards/ (CSVs and the curve files their runs wrote),
+opened with ``chromium --headless --dump-dom``; an
 inline script in the page records how many tables and rows exist and how many <img> loaded with a non-zero
 natural width. A screenshot is saved to build/page-screenshot.png.
 """
@@ -35,9 +35,6 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("page")
     lb = tmp / "lb"
     shutil.copytree(REPO / "leaderboards", lb)
-    dest = page.curves_path(lb, "object6d", "ycbv", "ppf-fixture", "")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "tests" / "data" / "page" / "ycbv_ppf_curves.json", dest)
     return page.build(lb, tmp / "site"), lb
 
 
@@ -57,7 +54,7 @@ def test_page_renders_tables_and_plots_in_chromium(built, tmp_path):
     assert attrs["done"] == "yes"
     assert int(attrs["tables"]) == sum(1 for c in counts if c)
     assert int(attrs["rows"]) == n_rows > 0
-    assert int(attrs["images"]) == n_imgs >= 3  # the fixture's three BOP recall plots, at least
+    assert int(attrs["images"]) == n_imgs >= 4  # COCO's PR curves and the three BOP recall plots, at least
     assert int(attrs["images-ok"]) == n_imgs  # every plot decoded (naturalWidth > 0)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     r = _chromium(tmp_path, index.as_uri(), f"--screenshot={SCREENSHOT}", "--window-size=1280,2000")
