@@ -255,6 +255,12 @@ class CocoKeypoints(BenchmarkDataset):
 
     family = "human2d"
     metric_keys = STAT_KEYS
+    default_sigmas = COCO_SIGMAS
+
+    @staticmethod
+    def read_gt(path: Path):
+        """The GT reader of this format (CrowdPose overrides it)."""
+        return read_coco_keypoint_gt(path)
 
     def __init__(self, root: Path, bundled: bool = False, person_boxes: str | Path | None = None,
                  sigmas=None, name: str = "coco", ann_file: str = ANN_FILE, image_dir: str = IMAGE_DIR):
@@ -262,9 +268,10 @@ class CocoKeypoints(BenchmarkDataset):
         self.ann_path = self.root / ann_file
         self.image_dir = self.root / image_dir
         self._image_dir_str = str(self.image_dir)
-        self.gt = read_coco_keypoint_gt(self.ann_path)
+        self.gt = self.read_gt(self.ann_path)
         K = self.gt.num_keypoints
-        self.sigmas = COCO_SIGMAS.clone() if sigmas is None else torch.as_tensor(list(sigmas), dtype=torch.float64)
+        self.sigmas = (self.default_sigmas.clone() if sigmas is None
+                       else torch.as_tensor(list(sigmas), dtype=torch.float64))
         if self.sigmas.numel() != K:
             raise InputError(None, None, "dataset.sigmas", f"expected {K} sigmas (one per keypoint), found {self.sigmas.numel()}")
         self.images = sorted(self.gt.images, key=lambda im: im["id"])

@@ -43,7 +43,6 @@ from bench.data.coco import (
     _load_json,
     build_keypoint_dataset,
     check_gt_header,
-    read_person_boxes,
 )
 from bench.errors import InputError
 from bench.predictions.coco_json import gc_paused
@@ -233,30 +232,19 @@ class CrowdPose(CocoKeypoints):
     """CrowdPose test (or any split file in the same format); ``sample_id`` is the image id, in id order."""
 
     metric_keys = METRIC_KEYS
+    default_sigmas = CROWDPOSE_SIGMAS
+
+    @staticmethod
+    def read_gt(path: Path):
+        return read_crowdpose_gt(path)
 
     def __init__(self, root: Path, bundled: bool = False, person_boxes: str | Path | None = None, sigmas=None,
                  name: str = "crowdpose", ann_file: str = ANN_FILE, image_dir: str = IMAGE_DIR):
-        # CocoKeypoints.__init__ reads a COCO file (with 'area'): set up the same fields from a CrowdPose file
-        self.name, self.root, self.bundled, self.variant = name, Path(root), bundled, ""
-        self.ann_path = self.root / ann_file
-        self.image_dir = self.root / image_dir
-        self._image_dir_str = str(self.image_dir)
-        self.gt = read_crowdpose_gt(self.ann_path)
-        K = self.gt.num_keypoints
-        self.sigmas = CROWDPOSE_SIGMAS.clone() if sigmas is None else torch.as_tensor(list(sigmas), dtype=torch.float64)
-        if self.sigmas.numel() != K:
-            raise InputError(None, None, "dataset.sigmas", f"expected {K} sigmas (one per keypoint), found {self.sigmas.numel()}")
-        order = sorted(range(len(self.gt.images)), key=lambda i: self.gt.images[i]["id"])
-        self.images = [self.gt.images[i] for i in order]
-        self.image_ids = [im["id"] for im in self.images]
+        super().__init__(root, bundled, person_boxes, sigmas, name, ann_file, image_dir)
+        order = sorted(range(len(self.gt.images)), key=lambda i: self.gt.images[i]["id"])  # the targets' order
         crowd = torch.from_numpy(self.gt.crowd_index[order] if order else np.zeros(0))
-        self.person_boxes_file = None if person_boxes is None else Path(person_boxes)
-        self._boxes = (read_person_boxes(self.person_boxes_file, self.image_ids, self.gt.category_id)
-                       if self.person_boxes_file is not None else None)
-        with gc_paused():
-            self._targets = self._build_targets()
-            for t, c in zip(self._targets, crowd):
-                t["crowd_index"] = c
+        for t, c in zip(self._targets, crowd):
+            t["crowd_index"] = c
 
     def __getitem__(self, index: int) -> Sample:
         s = super().__getitem__(index)
