@@ -65,13 +65,13 @@ if numba is not None:
             u[i], v[i], z[i] = uu, vv, cz
 
     @njit(cache=True, nogil=True)
-    def _raster(faces, u, v, z, x0, y0, w, h, off, near, snap, buf, iz_buf):
-        """Depth of one mesh into ``buf`` (h*w float32, ROI at x0, y0), 0 where empty; ``iz_buf`` is float64
-        scratch of at least h*w (reused across calls: fresh large arrays cost page faults).
+    def _raster(faces, u, v, z, x0, y0, w, h, off, near, snap, iz_buf):
+        """Largest ``1/z`` of one mesh per pixel into ``iz_buf[:h*w]`` (float64, ROI at x0, y0), 0 where empty;
+        ``iz_buf`` is scratch reused across calls (fresh large arrays cost page faults).
 
-        The z-test keeps the largest ``1/z`` in float64 and converts once at the end: float32(1/x) is monotone,
-        so this equals the minimum of the per-triangle float32 depths that the torch path takes."""
-        iz_buf[:buf.shape[0]] = 0.0
+        The depth of a pixel is ``float32(1 / iz)`` (:func:`_depth`): float32(1/x) is monotone, so this equals the
+        minimum of the per-triangle float32 depths that the torch path takes."""
+        iz_buf[:w * h] = 0.0
         x1, y1 = x0 + w - 1, y0 + h - 1
         bias = 0.5 / (snap * snap) if snap > 0.0 else 1e-12
         for f in range(faces.shape[0]):
@@ -120,74 +120,56 @@ if numba is not None:
             dA = ((A0 * iz0 + A1 * iz1) + A2 * iz2) / aa
             dB = ((B0 * iz0 + B1 * iz1) + B2 * iz2) / aa
             dC = ((Cu0 * iz0 + Cu1 * iz1) + Cu2 * iz2) / aa
-            narrow = cmax - cmin <= 6  # thin triangles: test the whole box row, no bounds to compute
-            # reciprocals for the column bounds -R_i/A_i (only where to test: rounding is far below a pixel)
+            # per row, the columns between the rounded edge crossings (one column of slack on each side: the
+            # rounding is far below a pixel) get the exact test, branch-free
             r0 = -1.0 / A0 if A0 != 0 else 0.0
             r1 = -1.0 / A1 if A1 != 0 else 0.0
             r2 = -1.0 / A2 if A2 != 0 else 0.0
+            fcmin, fcmax = cmin + off, cmax + off
             for r in range(rmin, rmax + 1):
                 py = r + off
                 R0 = B0 * py + Cb0
                 R1 = B1 * py + Cb1
                 R2 = B2 * py + Cb2
-                p1 = dB * py + dC
-                row = (r - y0) * w - x0
-                if narrow:
-                    for c in range(cmin, cmax + 1):
-                        pu = c + off
-                        if A0 * pu + R0 > 0 and A1 * pu + R1 > 0 and A2 * pu + R2 > 0:
-                            iz = dA * pu + p1
-                            iz_buf[row + c] = max(iz_buf[row + c], iz)
-                    continue
-                # inside columns: pu > -R_i/A_i for A_i > 0, pu < -R_i/A_i for A_i < 0 (A_i == 0: R_i > 0)
-                lo, hi = -np.inf, np.inf
+                # inside: pu > -R_i/A_i for A_i > 0, pu < -R_i/A_i for A_i < 0 (A_i == 0: the test decides)
+                lo, hi = fcmin, fcmax
                 if A0 > 0:
                     lo = max(lo, R0 * r0)
                 elif A0 < 0:
                     hi = min(hi, R0 * r0)
-                elif R0 <= 0:
-                    continue
                 if A1 > 0:
                     lo = max(lo, R1 * r1)
                 elif A1 < 0:
                     hi = min(hi, R1 * r1)
-                elif R1 <= 0:
-                    continue
                 if A2 > 0:
                     lo = max(lo, R2 * r2)
                 elif A2 < 0:
                     hi = min(hi, R2 * r2)
-                elif R2 <= 0:
+                c0 = max(int(math.floor(lo - off)), cmin)
+                c1 = min(int(math.ceil(hi - off)), cmax)
+                if c1 < c0:
                     continue
-                # columns next to the rounded bounds get the exact test; columns at least one pixel inside both
-                # are inside (the rounding error is far below a pixel), as in the torch path
-                cf = min(max(math.ceil(lo - off), cmin - 2.0), cmax + 2.0)
-                cl = min(max(math.floor(hi - off), cmin - 2.0), cmax + 2.0)
-                if cl < cf - 2:
-                    continue
-                if cl - cf >= 2:
-                    t0a, t0b = int(cf) - 1, int(cf)
-                    fa, fb = int(cf) + 1, int(cl) - 1
-                    t1a, t1b = int(cl), int(cl) + 1
-                else:
-                    t0a, t0b = int(cf) - 1, int(cl) + 1
-                    fa, fb = 1, 0
-                    t1a, t1b = 1, 0
-                for c in range(max(t0a, cmin), min(t0b, cmax) + 1):
-                    pu = c + off
-                    if A0 * pu + R0 > 0 and A1 * pu + R1 > 0 and A2 * pu + R2 > 0:
-                        iz = dA * pu + p1
-                        iz_buf[row + c] = max(iz_buf[row + c], iz)
-                for c in range(max(fa, cmin), min(fb, cmax) + 1):
-                    iz = dA * (c + off) + p1
-                    iz_buf[row + c] = max(iz_buf[row + c], iz)
-                for c in range(max(t1a, cmin), min(t1b, cmax) + 1):
-                    pu = c + off
-                    if A0 * pu + R0 > 0 and A1 * pu + R1 > 0 and A2 * pu + R2 > 0:
-                        iz = dA * pu + p1
-                        iz_buf[row + c] = max(iz_buf[row + c], iz)
-        for i in range(buf.shape[0]):
-            buf[i] = np.float32(1.0 / iz_buf[i]) if iz_buf[i] > 0 else np.float32(0.0)
+                p1 = dB * py + dC
+                start = (r - y0) * w + (c0 - x0)
+                seg = iz_buf[start:start + (c1 - c0) + 1]  # a view indexed from 0: no wraparound checks
+                pu0 = c0 + off
+                for j in range(seg.shape[0]):
+                    pu = pu0 + j
+                    inside = (A0 * pu + R0 > 0) & (A1 * pu + R1 > 0) & (A2 * pu + R2 > 0)
+                    iz = dA * pu + p1
+                    cur = seg[j]
+                    seg[j] = iz if (inside & (iz > cur)) else cur
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _depth(iz):
+        """The float32 depth of a pixel from its largest ``1/z`` (0: empty)."""
+        return np.float32(1.0 / iz) if iz > 0 else np.float32(0.0)
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _dist(px, py, d):
+        """Distance from the camera centre of a pixel at depth d, the toolkit's ``depth_im_to_dist_im_fast``
+        formula term by term (px, py: ``(c - cx) / fx``, ``(r - cy) / fy``)."""
+        return math.sqrt(((px * d) * (px * d) + (py * d) * (py * d)) + d * d)
 
     @njit(cache=True, nogil=True)
     def _box(u, v, z, n, H, W, near):
@@ -210,8 +192,11 @@ if numba is not None:
         return int(x0), int(y0), int(x1 - x0) + 1, int(y1 - y0) + 1
 
     @njit(cache=True, parallel=True)
-    def _render_gts(verts, faces, vstart, vcount, fstart, fcount, mesh, R, t, K, H, W, off, near, snap):
-        """Depth of every distinct GT instance, each in its own box: (packed buffer, offsets, boxes (G, 4))."""
+    def _render_gts(verts, faces, vstart, vcount, fstart, fcount, mesh, R, t, K, image, depth, doff, dhw, delta, off,
+                    near, snap):
+        """Every distinct GT instance, rendered once into its own box: its distance image (float64, 0 where
+        empty), its visibility mask (the bop19 rule against the test depth), and its visible pixel count.
+        Returns (dist, vis, count, offsets, boxes (G, 4))."""
         G = mesh.shape[0]
         boxes = np.zeros((G, 4), np.int64)
         for g in prange(G):
@@ -219,26 +204,53 @@ if numba is not None:
             n = vcount[m]
             u, v, z = np.empty(n), np.empty(n), np.empty(n)
             _project(verts[vstart[m]:vstart[m] + n], R[g], t[g], K[g], snap, u, v, z)
-            x0, y0, w, h = _box(u, v, z, n, H[g], W[g], near)
+            x0, y0, w, h = _box(u, v, z, n, dhw[image[g], 0], dhw[image[g], 1], near)
             boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3] = x0, y0, w, h
         offs = np.zeros(G + 1, np.int64)
         for g in range(G):
             offs[g + 1] = offs[g] + boxes[g, 2] * boxes[g, 3]
-        buf = np.zeros(offs[G], np.float32)
+        dist = np.zeros(offs[G])
+        vis = np.zeros(offs[G], np.bool_)
+        count = np.zeros(G, np.int64)
         for g in prange(G):
-            if boxes[g, 2] * boxes[g, 3] == 0:
+            x0, y0, w, h = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
+            if w * h == 0:
                 continue
             m = mesh[g]
             n = vcount[m]
             u, v, z = np.empty(n), np.empty(n), np.empty(n)
             _project(verts[vstart[m]:vstart[m] + n], R[g], t[g], K[g], snap, u, v, z)
-            _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, boxes[g, 0], boxes[g, 1], boxes[g, 2],
-                    boxes[g, 3], off, near, snap, buf[offs[g]:offs[g + 1]], np.empty(offs[g + 1] - offs[g]))
-        return buf, offs, boxes
+            iz = np.empty(w * h)
+            _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, x0, y0, w, h, off, near, snap, iz)
+            fx, fy, cx, cy = K[g, 0, 0], K[g, 1, 1], K[g, 0, 2], K[g, 1, 2]
+            W, base, o = dhw[image[g], 1], doff[image[g]], offs[g]
+            k = 0
+            for r in range(y0, y0 + h):
+                py = (r - cy) / fy
+                for c in range(x0, x0 + w):
+                    i = (r - y0) * w + (c - x0)
+                    dg = _depth(iz[i])
+                    if not dg > 0:
+                        continue
+                    px = (c - cx) / fx
+                    dist_g = _dist(px, py, np.float64(dg))
+                    dist_t = _dist(px, py, np.float64(depth[base + r * W + c]))
+                    dist[o + i] = dist_g
+                    if (np.float32(dist_g) - np.float32(dist_t) <= delta or dist_t == 0) and dist_g > 0:
+                        vis[o + i] = True
+                        k += 1
+            count[g] = k
+        return dist, vis, count, offs, boxes
 
     @njit(cache=True, parallel=True)
-    def _vsd_kernel(verts, faces, vstart, vcount, fstart, fcount, mesh, R_e, t_e, K, pair_gt, gbuf, goffs, gboxes,
-                    image, depth, doff, dhw, diam, delta, taus, off, near, snap, n_chunks):
+    def _vsd_kernel(verts, faces, vstart, vcount, fstart, fcount, mesh, R_e, t_e, K, pair_gt, gdist, gvis, gcount,
+                    goffs, gboxes, image, depth, doff, dhw, diam, delta, taus, off, near, snap, n_chunks):
+        """VSD of every pair from its estimate's render and its GT's precomputed distances and visibility.
+
+        Only the estimate's pixels are visited: with V_g the GT's visible pixels (counted once per GT), the
+        union of the visible masks is |V_g| plus the estimate pixels outside V_g that pass the visibility test,
+        and the intersection is the estimate pixels inside V_g (bop19: an estimate pixel on a visible GT pixel is
+        visible)."""
         P = mesh.shape[0]
         T = taus.shape[0]
         err = np.ones((P, T))
@@ -246,7 +258,6 @@ if numba is not None:
         for chunk in prange(n_chunks):
             lo = chunk * step
             hi = min(P, lo + step)
-            e_scratch = np.empty(0, np.float32)
             iz_scratch = np.empty(0)
             for p in range(lo, hi):
                 m = mesh[p]
@@ -256,73 +267,46 @@ if numba is not None:
                 u, v, z = np.empty(nvm), np.empty(nvm), np.empty(nvm)
                 _project(verts[vstart[m]:vstart[m] + nvm], R_e[p], t_e[p], K[p], snap, u, v, z)
                 ex0, ey0, ew, eh = _box(u, v, z, nvm, H, W, near)
-                if ew * eh > e_scratch.shape[0]:
-                    e_scratch = np.empty(ew * eh, np.float32)
+                if ew * eh > iz_scratch.shape[0]:
                     iz_scratch = np.empty(ew * eh)
-                ebuf = e_scratch[:ew * eh]
                 if ew * eh > 0:
-                    _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, ex0, ey0, ew, eh, off, near, snap, ebuf,
+                    _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, ex0, ey0, ew, eh, off, near, snap,
                             iz_scratch)
                 g = pair_gt[p]
                 gx0, gy0, gw, gh = gboxes[g, 0], gboxes[g, 1], gboxes[g, 2], gboxes[g, 3]
                 go = goffs[g]
-                # the union of the two boxes holds every pixel either render covers
-                if ew * eh == 0 and gw * gh == 0:
-                    continue
-                if ew * eh == 0:
-                    ux0, uy0, ux1, uy1 = gx0, gy0, gx0 + gw, gy0 + gh
-                elif gw * gh == 0:
-                    ux0, uy0, ux1, uy1 = ex0, ey0, ex0 + ew, ey0 + eh
-                else:
-                    ux0, uy0 = min(ex0, gx0), min(ey0, gy0)
-                    ux1, uy1 = max(ex0 + ew, gx0 + gw), max(ey0 + eh, gy0 + gh)
                 base = doff[img]
                 fx, fy, cx, cy = K[p, 0, 0], K[p, 1, 1], K[p, 0, 2], K[p, 1, 2]
-                union = 0.0
-                inter = 0.0
+                extra = 0  # estimate pixels visible outside V_g
+                inter = 0
                 costs = np.zeros(T)
-                pxs = np.empty(ux1 - ux0)  # (c - cx) / fx per column, hoisted out of the pixel loop
-                for c in range(ux0, ux1):
-                    pxs[c - ux0] = (c - cx) / fx
-                for r in range(uy0, uy1):
-                    pyy = (r - cy) / fy
-                    e_row = r >= ey0 and r < ey0 + eh
+                for r in range(ey0, ey0 + eh):
+                    py = (r - cy) / fy
                     g_row = r >= gy0 and r < gy0 + gh
-                    if not (e_row or g_row):
-                        continue
-                    for c in range(ux0, ux1):
-                        de = np.float32(0.0)
-                        dg = np.float32(0.0)
-                        if e_row and c >= ex0 and c < ex0 + ew:
-                            de = ebuf[(r - ey0) * ew + (c - ex0)]
-                        if g_row and c >= gx0 and c < gx0 + gw:
-                            dg = gbuf[go + (r - gy0) * gw + (c - gx0)]
-                        if not (de > 0 or dg > 0):
+                    erow = (r - ey0) * ew - ex0
+                    grow = go + (r - gy0) * gw - gx0
+                    for c in range(ex0, ex0 + ew):
+                        de = _depth(iz_scratch[erow + c])
+                        if not de > 0:
                             continue
-                        pxx = pxs[c - ux0]
-                        dt = np.float64(depth[base + r * W + c])
-                        dist_t = math.sqrt(((pxx * dt) * (pxx * dt) + (pyy * dt) * (pyy * dt)) + dt * dt)
-                        de64, dg64 = np.float64(de), np.float64(dg)
-                        dist_e = math.sqrt(((pxx * de64) * (pxx * de64) + (pyy * de64) * (pyy * de64)) + de64 * de64)
-                        dist_g = math.sqrt(((pxx * dg64) * (pxx * dg64) + (pyy * dg64) * (pyy * dg64)) + dg64 * dg64)
-                        t32 = np.float32(dist_t)
-                        missing = dist_t == 0
-                        vg = ((np.float32(dist_g) - t32 <= delta) or missing) and dist_g > 0
-                        ve = ((np.float32(dist_e) - t32 <= delta) or missing) and dist_e > 0
-                        ve = ve or (vg and dist_e > 0)
-                        if vg or ve:
-                            union += 1.0
-                        if vg and ve:
-                            inter += 1.0
-                            dd = abs(dist_g - dist_e) / diam[p]
+                        px = (c - cx) / fx
+                        dist_e = _dist(px, py, np.float64(de))
+                        if g_row and c >= gx0 and c < gx0 + gw and gvis[grow + c]:
+                            inter += 1
+                            dd = abs(gdist[grow + c] - dist_e) / diam[p]
                             for j in range(T):  # taus ascend (checked by vsd_pairs): stop at the first miss
                                 if dd >= taus[j]:
                                     costs[j] += 1.0
                                 else:
                                     break
+                        else:
+                            dist_t = _dist(px, py, np.float64(depth[base + r * W + c]))
+                            if np.float32(dist_e) - np.float32(dist_t) <= delta or dist_t == 0:
+                                extra += 1
+                union = gcount[g] + extra
                 if union > 0:
                     for j in range(T):
-                        err[p, j] = (costs[j] + (union - inter)) / union
+                        err[p, j] = (costs[j] + np.float64(union - inter)) / np.float64(union)
         return err
 
     @njit(cache=True, nogil=True)
@@ -424,14 +408,15 @@ def vsd_pairs(bank, mesh: Tensor, R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Te
     verts, faces = f64(bank.vertices), i64(bank.faces)
     vs, vc, fs, fc = i64(bank.vert_start), i64(bank.vert_count), i64(bank.face_start), i64(bank.face_count)
     snap = float(1 << subpixel_bits) if subpixel_bits else 0.0
-    gbuf, goffs, gboxes = _render_gts(verts, faces, vs, vc, fs, fc, i64(mesh[first]), f64(R_g[first]),
-                                      f64(t_g[first]), f64(K[first]), i64(hw[img_g, 0]), i64(hw[img_g, 1]),
-                                      float(pixel_offset), float(near), snap)
-    n_chunks = max(1, min(P, 4 * max(1, numba.get_num_threads())))
     # float32 depth (what BOPAR holds) is passed as is and widened per pixel, exactly as the torch path does
     depth = depth_flat.detach().cpu()
     depth = np.ascontiguousarray(depth.numpy() if depth.dtype == torch.float32 else f64(depth))
-    err = _vsd_kernel(verts, faces, vs, vc, fs, fc, i64(mesh), f64(R_e), f64(t_e), f64(K), i64(pair_gt), gbuf, goffs,
-                      gboxes, i64(image), depth, i64(depth_offset), i64(hw), f64(diameter), float(delta),
-                      f64(taus), float(pixel_offset), float(near), snap, n_chunks)
+    doff, dhw = i64(depth_offset), i64(hw)
+    gdist, gvis, gcount, goffs, gboxes = _render_gts(verts, faces, vs, vc, fs, fc, i64(mesh[first]), f64(R_g[first]),
+                                                     f64(t_g[first]), f64(K[first]), i64(img_g), depth, doff, dhw,
+                                                     float(delta), float(pixel_offset), float(near), snap)
+    n_chunks = max(1, min(P, 4 * max(1, numba.get_num_threads())))
+    err = _vsd_kernel(verts, faces, vs, vc, fs, fc, i64(mesh), f64(R_e), f64(t_e), f64(K), i64(pair_gt), gdist, gvis,
+                      gcount, goffs, gboxes, i64(image), depth, doff, dhw, f64(diameter), float(delta), f64(taus),
+                      float(pixel_offset), float(near), snap, n_chunks)
     return torch.from_numpy(err)
