@@ -191,122 +191,108 @@ if numba is not None:
             return 0, 0, 0, 0
         return int(x0), int(y0), int(x1 - x0) + 1, int(y1 - y0) + 1
 
-    @njit(cache=True, parallel=True)
-    def _render_gts(verts, faces, vstart, vcount, fstart, fcount, mesh, R, t, K, image, depth, doff, dhw, delta, off,
-                    near, snap):
-        """Every distinct GT instance, rendered once into its own box: its distance image (float64, 0 where
-        empty), its visibility mask (the bop19 rule against the test depth), and its visible pixel count.
-        Returns (dist, vis, count, offsets, boxes (G, 4))."""
-        G = mesh.shape[0]
-        boxes = np.zeros((G, 4), np.int64)
-        for g in prange(G):
-            m = mesh[g]
-            n = vcount[m]
-            u, v, z = np.empty(n), np.empty(n), np.empty(n)
-            _project(verts[vstart[m]:vstart[m] + n], R[g], t[g], K[g], snap, u, v, z)
-            x0, y0, w, h = _box(u, v, z, n, dhw[image[g], 0], dhw[image[g], 1], near)
-            boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3] = x0, y0, w, h
-        offs = np.zeros(G + 1, np.int64)
-        for g in range(G):
-            offs[g + 1] = offs[g] + boxes[g, 2] * boxes[g, 3]
-        dist = np.zeros(offs[G])
-        vis = np.zeros(offs[G], np.bool_)
-        count = np.zeros(G, np.int64)
-        for g in prange(G):
-            x0, y0, w, h = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
-            if w * h == 0:
-                continue
-            m = mesh[g]
-            n = vcount[m]
-            u, v, z = np.empty(n), np.empty(n), np.empty(n)
-            _project(verts[vstart[m]:vstart[m] + n], R[g], t[g], K[g], snap, u, v, z)
-            iz = np.empty(w * h)
-            _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, x0, y0, w, h, off, near, snap, iz)
-            fx, fy, cx, cy = K[g, 0, 0], K[g, 1, 1], K[g, 0, 2], K[g, 1, 2]
-            W, base, o = dhw[image[g], 1], doff[image[g]], offs[g]
-            k = 0
-            for r in range(y0, y0 + h):
-                py = (r - cy) / fy
-                for c in range(x0, x0 + w):
-                    i = (r - y0) * w + (c - x0)
-                    dg = _depth(iz[i])
-                    if not dg > 0:
-                        continue
-                    px = (c - cx) / fx
-                    dist_g = _dist(px, py, np.float64(dg))
-                    dist_t = _dist(px, py, np.float64(depth[base + r * W + c]))
-                    dist[o + i] = dist_g
-                    if (np.float32(dist_g) - np.float32(dist_t) <= delta or dist_t == 0) and dist_g > 0:
-                        vis[o + i] = True
-                        k += 1
-            count[g] = k
-        return dist, vis, count, offs, boxes
+    @njit(cache=True, nogil=True)
+    def _gt_visibility(iz, x0, y0, w, h, K, depth, base, W, delta, dist, vis):
+        """Distance image (float64) and bop19 visibility mask of a GT render (``iz`` from :func:`_raster`)
+        against the test depth, into ``dist`` / ``vis`` (h*w); returns the visible pixel count. ``dist`` is
+        written only where visible (only those pixels are read)."""
+        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        k = 0
+        for r in range(y0, y0 + h):
+            py = (r - cy) / fy
+            row = (r - y0) * w - x0
+            for c in range(x0, x0 + w):
+                i = row + c
+                vis[i] = False
+                dg = _depth(iz[i])
+                if not dg > 0:
+                    continue
+                px = (c - cx) / fx
+                dist_g = _dist(px, py, np.float64(dg))
+                dist_t = _dist(px, py, np.float64(depth[base + r * W + c]))
+                if (np.float32(dist_g) - np.float32(dist_t) <= delta or dist_t == 0) and dist_g > 0:
+                    vis[i] = True
+                    dist[i] = dist_g
+                    k += 1
+        return k
 
-    @njit(cache=True, parallel=True)
-    def _vsd_kernel(verts, faces, vstart, vcount, fstart, fcount, mesh, R_e, t_e, K, pair_gt, gdist, gvis, gcount,
-                    goffs, gboxes, image, depth, doff, dhw, diam, delta, taus, off, near, snap, n_chunks):
-        """VSD of every pair from its estimate's render and its GT's precomputed distances and visibility.
+    @njit(cache=True, nogil=True)
+    def _vsd_pair(iz, ex0, ey0, ew, eh, gdist, gvis, gcount, gx0, gy0, gw, gh, K, depth, base, W, diam, delta, taus,
+                  err):
+        """VSD of one pair from its estimate render and its GT's distances and visibility, into ``err`` (T,).
 
-        Only the estimate's pixels are visited: with V_g the GT's visible pixels (counted once per GT), the
-        union of the visible masks is |V_g| plus the estimate pixels outside V_g that pass the visibility test,
-        and the intersection is the estimate pixels inside V_g (bop19: an estimate pixel on a visible GT pixel is
-        visible)."""
-        P = mesh.shape[0]
+        Only the estimate's pixels are visited: with V_g the GT's visible pixels, the union of the two visible
+        masks is |V_g| plus the estimate pixels outside V_g that pass the visibility test, and the intersection is
+        the estimate pixels inside V_g (bop19: an estimate pixel on a visible GT pixel is visible)."""
         T = taus.shape[0]
-        err = np.ones((P, T))
-        step = (P + n_chunks - 1) // n_chunks
-        for chunk in prange(n_chunks):
-            lo = chunk * step
-            hi = min(P, lo + step)
-            iz_scratch = np.empty(0)
-            for p in range(lo, hi):
-                m = mesh[p]
-                nvm = vcount[m]
-                img = image[p]
-                H, W = dhw[img, 0], dhw[img, 1]
-                u, v, z = np.empty(nvm), np.empty(nvm), np.empty(nvm)
-                _project(verts[vstart[m]:vstart[m] + nvm], R_e[p], t_e[p], K[p], snap, u, v, z)
-                ex0, ey0, ew, eh = _box(u, v, z, nvm, H, W, near)
-                if ew * eh > iz_scratch.shape[0]:
-                    iz_scratch = np.empty(ew * eh)
-                if ew * eh > 0:
-                    _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, ex0, ey0, ew, eh, off, near, snap,
-                            iz_scratch)
-                g = pair_gt[p]
-                gx0, gy0, gw, gh = gboxes[g, 0], gboxes[g, 1], gboxes[g, 2], gboxes[g, 3]
-                go = goffs[g]
-                base = doff[img]
-                fx, fy, cx, cy = K[p, 0, 0], K[p, 1, 1], K[p, 0, 2], K[p, 1, 2]
-                extra = 0  # estimate pixels visible outside V_g
-                inter = 0
-                costs = np.zeros(T)
-                for r in range(ey0, ey0 + eh):
-                    py = (r - cy) / fy
-                    g_row = r >= gy0 and r < gy0 + gh
-                    erow = (r - ey0) * ew - ex0
-                    grow = go + (r - gy0) * gw - gx0
-                    for c in range(ex0, ex0 + ew):
-                        de = _depth(iz_scratch[erow + c])
-                        if not de > 0:
-                            continue
-                        px = (c - cx) / fx
-                        dist_e = _dist(px, py, np.float64(de))
-                        if g_row and c >= gx0 and c < gx0 + gw and gvis[grow + c]:
-                            inter += 1
-                            dd = abs(gdist[grow + c] - dist_e) / diam[p]
-                            for j in range(T):  # taus ascend (checked by vsd_pairs): stop at the first miss
-                                if dd >= taus[j]:
-                                    costs[j] += 1.0
-                                else:
-                                    break
+        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        extra = 0
+        inter = 0
+        costs = np.zeros(T)
+        for r in range(ey0, ey0 + eh):
+            py = (r - cy) / fy
+            g_row = r >= gy0 and r < gy0 + gh
+            erow = (r - ey0) * ew - ex0
+            grow = (r - gy0) * gw - gx0
+            for c in range(ex0, ex0 + ew):
+                de = _depth(iz[erow + c])
+                if not de > 0:
+                    continue
+                px = (c - cx) / fx
+                dist_e = _dist(px, py, np.float64(de))
+                if g_row and c >= gx0 and c < gx0 + gw and gvis[grow + c]:
+                    inter += 1
+                    dd = abs(gdist[grow + c] - dist_e) / diam
+                    for j in range(T):  # taus ascend (checked by vsd_pairs): stop at the first miss
+                        if dd >= taus[j]:
+                            costs[j] += 1.0
                         else:
-                            dist_t = _dist(px, py, np.float64(depth[base + r * W + c]))
-                            if np.float32(dist_e) - np.float32(dist_t) <= delta or dist_t == 0:
-                                extra += 1
-                union = gcount[g] + extra
-                if union > 0:
-                    for j in range(T):
-                        err[p, j] = (costs[j] + np.float64(union - inter)) / np.float64(union)
+                            break
+                else:
+                    dist_t = _dist(px, py, np.float64(depth[base + r * W + c]))
+                    if np.float32(dist_e) - np.float32(dist_t) <= delta or dist_t == 0:
+                        extra += 1
+        union = gcount + extra
+        for j in range(T):
+            err[j] = (costs[j] + np.float64(union - inter)) / np.float64(union) if union > 0 else 1.0
+
+    @njit(cache=True, parallel=True)
+    def _vsd_kernel(verts, faces, vstart, vcount, fstart, fcount, mesh, R_e, t_e, R_g, t_g, K, image, group_start,
+                    order, depth, doff, dhw, diam, delta, taus, off, near, snap, n_workers):
+        """VSD of pairs grouped by GT instance (``order[group_start[g]:group_start[g + 1]]`` share one GT): each
+        GT is rendered once and its pairs follow while its buffers are in cache. Groups are dealt to the workers
+        round-robin, which balances them without a shared queue."""
+        P = mesh.shape[0]
+        G = group_start.shape[0] - 1
+        err = np.ones((P, taus.shape[0]))
+        for wk in prange(n_workers):
+            giz, gdist, gvis, eiz = np.empty(0), np.empty(0), np.empty(0, np.bool_), np.empty(0)
+            for g in range(wk, G, n_workers):
+                q = order[group_start[g]]
+                img = image[q]
+                H, W, base = dhw[img, 0], dhw[img, 1], doff[img]
+                m = mesh[q]
+                n = vcount[m]
+                u, v, z = np.empty(n), np.empty(n), np.empty(n)
+                _project(verts[vstart[m]:vstart[m] + n], R_g[q], t_g[q], K[q], snap, u, v, z)
+                gx0, gy0, gw, gh = _box(u, v, z, n, H, W, near)
+                if gw * gh > giz.shape[0]:
+                    giz, gdist, gvis = np.empty(gw * gh), np.empty(gw * gh), np.empty(gw * gh, np.bool_)
+                gcount = 0
+                if gw * gh > 0:
+                    _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, gx0, gy0, gw, gh, off, near, snap, giz)
+                    gcount = _gt_visibility(giz, gx0, gy0, gw, gh, K[q], depth, base, W, delta, gdist, gvis)
+                for i in range(group_start[g], group_start[g + 1]):
+                    p = order[i]
+                    _project(verts[vstart[m]:vstart[m] + n], R_e[p], t_e[p], K[p], snap, u, v, z)
+                    ex0, ey0, ew, eh = _box(u, v, z, n, H, W, near)
+                    if ew * eh > eiz.shape[0]:
+                        eiz = np.empty(ew * eh)
+                    if ew * eh > 0:
+                        _raster(faces[fstart[m]:fstart[m] + fcount[m]], u, v, z, ex0, ey0, ew, eh, off, near, snap,
+                                eiz)
+                    _vsd_pair(eiz, ex0, ey0, ew, eh, gdist, gvis, gcount, gx0, gy0, gw, gh, K[p], depth, base, W,
+                              diam[p], delta, taus, err[p])
         return err
 
     @njit(cache=True, nogil=True)
@@ -401,22 +387,16 @@ def vsd_pairs(bank, mesh: Tensor, R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Te
         return err[:, torch.argsort(order)]
     key = torch.cat([mesh[:, None].double(), image[:, None].double(), R_g.reshape(P, 9).double(), t_g.double(),
                      K.reshape(P, 9).double()], 1).cpu()
-    uniq, pair_gt = torch.unique(key, dim=0, return_inverse=True)
-    first = torch.full((uniq.shape[0],), P, dtype=torch.int64).scatter_reduce(0, pair_gt, torch.arange(P), "amin")
-    img_g = image[first].cpu()
-    hw = depth_hw.cpu()
-    verts, faces = f64(bank.vertices), i64(bank.faces)
-    vs, vc, fs, fc = i64(bank.vert_start), i64(bank.vert_count), i64(bank.face_start), i64(bank.face_count)
+    _, pair_gt = torch.unique(key, dim=0, return_inverse=True)
+    order = torch.argsort(pair_gt, stable=True)
+    group_start = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(torch.bincount(pair_gt), 0)])
     snap = float(1 << subpixel_bits) if subpixel_bits else 0.0
     # float32 depth (what BOPAR holds) is passed as is and widened per pixel, exactly as the torch path does
     depth = depth_flat.detach().cpu()
     depth = np.ascontiguousarray(depth.numpy() if depth.dtype == torch.float32 else f64(depth))
-    doff, dhw = i64(depth_offset), i64(hw)
-    gdist, gvis, gcount, goffs, gboxes = _render_gts(verts, faces, vs, vc, fs, fc, i64(mesh[first]), f64(R_g[first]),
-                                                     f64(t_g[first]), f64(K[first]), i64(img_g), depth, doff, dhw,
-                                                     float(delta), float(pixel_offset), float(near), snap)
-    n_chunks = max(1, min(P, 4 * max(1, numba.get_num_threads())))
-    err = _vsd_kernel(verts, faces, vs, vc, fs, fc, i64(mesh), f64(R_e), f64(t_e), f64(K), i64(pair_gt), gdist, gvis,
-                      gcount, goffs, gboxes, i64(image), depth, doff, dhw, f64(diameter), float(delta), f64(taus),
-                      float(pixel_offset), float(near), snap, n_chunks)
+    n_workers = max(1, min(int(group_start.numel()) - 1, numba.get_num_threads()))
+    err = _vsd_kernel(f64(bank.vertices), i64(bank.faces), i64(bank.vert_start), i64(bank.vert_count),
+                      i64(bank.face_start), i64(bank.face_count), i64(mesh), f64(R_e), f64(t_e), f64(R_g), f64(t_g),
+                      f64(K), i64(image), i64(group_start), i64(order), depth, i64(depth_offset), i64(depth_hw),
+                      f64(diameter), float(delta), f64(taus), float(pixel_offset), float(near), snap, n_workers)
     return torch.from_numpy(err)
