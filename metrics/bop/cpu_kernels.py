@@ -120,8 +120,8 @@ if numba is not None:
             dA = ((A0 * iz0 + A1 * iz1) + A2 * iz2) / aa
             dB = ((B0 * iz0 + B1 * iz1) + B2 * iz2) / aa
             dC = ((Cu0 * iz0 + Cu1 * iz1) + Cu2 * iz2) / aa
-            # per row, the columns between the rounded edge crossings (one column of slack on each side: the
-            # rounding is far below a pixel) get the exact test, branch-free
+            # per row, the columns between the edge crossings, widened by 1e-3 px for their rounding (far smaller),
+            # get the exact test, branch-free
             r0 = -1.0 / A0 if A0 != 0 else 0.0
             r1 = -1.0 / A1 if A1 != 0 else 0.0
             r2 = -1.0 / A2 if A2 != 0 else 0.0
@@ -145,8 +145,8 @@ if numba is not None:
                     lo = max(lo, R2 * r2)
                 elif A2 < 0:
                     hi = min(hi, R2 * r2)
-                c0 = max(int(math.floor(lo - off)), cmin)
-                c1 = min(int(math.ceil(hi - off)), cmax)
+                c0 = max(int(math.ceil(lo - off - 1e-3)), cmin)
+                c1 = min(int(math.floor(hi - off + 1e-3)), cmax)
                 if c1 < c0:
                     continue
                 p1 = dB * py + dC
