@@ -191,29 +191,31 @@ if numba is not None:
             return 0, 0, 0, 0
         return int(x0), int(y0), int(x1 - x0) + 1, int(y1 - y0) + 1
 
-    @njit(cache=True, nogil=True)
+    @njit(cache=True, nogil=True, error_model="numpy")
     def _gt_visibility(iz, x0, y0, w, h, K, depth, base, W, delta, dist, vis):
         """Distance image (float64) and bop19 visibility mask of a GT render (``iz`` from :func:`_raster`)
-        against the test depth, into ``dist`` / ``vis`` (h*w); returns the visible pixel count. ``dist`` is
-        written only where visible (only those pixels are read)."""
+        against the test depth, into ``dist`` / ``vis`` (h*w); returns the visible pixel count. Branch-free per
+        row so that the compiler vectorises it (the divisions by 0 of empty pixels are discarded)."""
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        px = np.empty(w)
+        for c in range(w):
+            px[c] = (c + x0 - cx) / fx
         k = 0
         for r in range(y0, y0 + h):
             py = (r - cy) / fy
-            row = (r - y0) * w - x0
-            for c in range(x0, x0 + w):
-                i = row + c
-                vis[i] = False
-                dg = _depth(iz[i])
-                if not dg > 0:
-                    continue
-                px = (c - cx) / fx
-                dist_g = _dist(px, py, np.float64(dg))
-                dist_t = _dist(px, py, np.float64(depth[base + r * W + c]))
-                if (np.float32(dist_g) - np.float32(dist_t) <= delta or dist_t == 0) and dist_g > 0:
-                    vis[i] = True
-                    dist[i] = dist_g
-                    k += 1
+            izr = iz[(r - y0) * w:(r - y0 + 1) * w]
+            dr = dist[(r - y0) * w:(r - y0 + 1) * w]
+            vr = vis[(r - y0) * w:(r - y0 + 1) * w]
+            tr = depth[base + r * W + x0:base + r * W + x0 + w]
+            for c in range(w):
+                iv = izr[c]
+                dg = np.float32(1.0 / iv) if iv > 0 else np.float32(0.0)
+                dist_g = _dist(px[c], py, np.float64(dg))
+                dist_t = _dist(px[c], py, np.float64(tr[c]))
+                ok = ((np.float32(dist_g) - np.float32(dist_t) <= delta) | (dist_t == 0)) & (dist_g > 0)
+                dr[c] = dist_g
+                vr[c] = ok
+                k += ok
         return k
 
     @njit(cache=True, nogil=True)
