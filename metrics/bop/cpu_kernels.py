@@ -218,45 +218,65 @@ if numba is not None:
                 k += ok
         return k
 
-    @njit(cache=True, nogil=True)
+    @njit(cache=True, nogil=True, error_model="numpy")
     def _vsd_pair(iz, ex0, ey0, ew, eh, gdist, gvis, gcount, gx0, gy0, gw, gh, K, depth, base, W, diam, delta, taus,
                   err):
         """VSD of one pair from its estimate render and its GT's distances and visibility, into ``err`` (T,).
 
         Only the estimate's pixels are visited: with V_g the GT's visible pixels, the union of the two visible
         masks is |V_g| plus the estimate pixels outside V_g that pass the visibility test, and the intersection is
-        the estimate pixels inside V_g (bop19: an estimate pixel on a visible GT pixel is visible)."""
+        the estimate pixels inside V_g (bop19: an estimate pixel on a visible GT pixel is visible). Each row runs
+        as branch-free loops that the compiler vectorises: distances and visibility of the estimate, then the
+        columns shared with the GT box, then one count per threshold."""
         T = taus.shape[0]
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-        extra = 0
+        px = np.empty(ew)
+        for c in range(ew):
+            px[c] = (c + ex0 - cx) / fx
+        dist_e, vis_e, cov_e = np.empty(ew), np.empty(ew, np.bool_), np.empty(ew, np.bool_)
+        dd = np.empty(ew)
+        # the estimate columns [s0, s1) fall in the GT box, at GT columns starting at s0 + ex0 - gx0
+        s0 = min(max(gx0 - ex0, 0), ew)
+        s1 = max(min(gx0 + gw - ex0, ew), s0)
+        visible = 0  # estimate pixels that pass the visibility test
         inter = 0
-        costs = np.zeros(T)
+        vis_in_g = 0  # of those, pixels in V_g (already in |V_g|)
+        costs = np.zeros(T, np.int64)
         for r in range(ey0, ey0 + eh):
             py = (r - cy) / fy
-            g_row = r >= gy0 and r < gy0 + gh
-            erow = (r - ey0) * ew - ex0
-            grow = (r - gy0) * gw - gx0
-            for c in range(ex0, ex0 + ew):
-                de = _depth(iz[erow + c])
-                if not de > 0:
-                    continue
-                px = (c - cx) / fx
-                dist_e = _dist(px, py, np.float64(de))
-                if g_row and c >= gx0 and c < gx0 + gw and gvis[grow + c]:
-                    inter += 1
-                    dd = abs(gdist[grow + c] - dist_e) / diam
-                    for j in range(T):  # taus ascend (checked by vsd_pairs): stop at the first miss
-                        if dd >= taus[j]:
-                            costs[j] += 1.0
-                        else:
-                            break
-                else:
-                    dist_t = _dist(px, py, np.float64(depth[base + r * W + c]))
-                    if np.float32(dist_e) - np.float32(dist_t) <= delta or dist_t == 0:
-                        extra += 1
-        union = gcount + extra
+            izr = iz[(r - ey0) * ew:(r - ey0 + 1) * ew]
+            tr = depth[base + r * W + ex0:base + r * W + ex0 + ew]
+            for c in range(ew):
+                iv = izr[c]
+                de = np.float32(1.0 / iv) if iv > 0 else np.float32(0.0)
+                d_e = _dist(px[c], py, np.float64(de))
+                d_t = _dist(px[c], py, np.float64(tr[c]))
+                cov = de > 0
+                ok = cov & ((np.float32(d_e) - np.float32(d_t) <= delta) | (d_t == 0))
+                dist_e[c], cov_e[c], vis_e[c] = d_e, cov, ok
+                visible += ok
+            if not (r >= gy0 and r < gy0 + gh) or s1 == s0:
+                continue
+            go = (r - gy0) * gw + (s0 + ex0 - gx0)
+            gvr = gvis[go:go + (s1 - s0)]
+            gdr = gdist[go:go + (s1 - s0)]
+            n = s1 - s0
+            for k in range(n):
+                vg = gvr[k]
+                both = cov_e[s0 + k] & vg
+                inter += both
+                vis_in_g += vis_e[s0 + k] & vg
+                d = abs(gdr[k] - dist_e[s0 + k]) / diam
+                dd[k] = d if both else -np.inf
+            for j in range(T):
+                tj = taus[j]
+                cnt = 0
+                for k in range(n):
+                    cnt += dd[k] >= tj
+                costs[j] += cnt
+        union = gcount + (visible - vis_in_g)
         for j in range(T):
-            err[j] = (costs[j] + np.float64(union - inter)) / np.float64(union) if union > 0 else 1.0
+            err[j] = (np.float64(costs[j]) + np.float64(union - inter)) / np.float64(union) if union > 0 else 1.0
 
     @njit(cache=True, parallel=True)
     def _vsd_kernel(verts, faces, vstart, vcount, fstart, fcount, mesh, R_e, t_e, R_g, t_g, K, image, group_start,
