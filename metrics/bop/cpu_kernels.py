@@ -1,16 +1,18 @@
 """Compiled CPU kernels for the BOP errors: VSD, and the symmetric min-max of MSSD and MSPD.
 
-VSD runs in one pass per (estimate, GT) pair: render both poses, compare, count. Why: the torch path
+VSD renders and compares per (estimate, GT) pair in compiled loops. Why: the torch path
 (:func:`metrics.bop.pose_error.vsd_batch`, used on CUDA) is batched over pairs, but on a CPU its
-dozens of full-size temporaries per pixel cost more than the arithmetic; a scanline loop compiled by numba
-touches each pixel a few times. Both paths share every convention of ``bench/render/raster.py`` (pixel centres
-at ``c + 0.5``, window coordinates snapped to 1/256 px, the top-left fill rule as a half-lattice bias, exact
-float64 edge functions, perspective-correct ``1/z`` plane, float32 depth buffer) and of
-``pose_error._vsd_chunk`` (distance images at integer pixel coordinates, float32 visibility differences,
-``bop19`` visibility), so they agree pixel for pixel; ``tests/metrics/bop`` checks both against the toolkit.
+dozens of full-size temporaries per pixel cost more than the arithmetic; compiled loops touch each pixel a few
+times. Both paths share every convention of ``bench/render/raster.py`` (pixel centres at ``c + 0.5``, window
+coordinates snapped to 1/256 px, the top-left fill rule as a half-lattice bias, exact float64 edge functions,
+perspective-correct ``1/z`` plane, float32 depth buffer) and of ``pose_error._vsd_chunk`` (distance images at
+integer pixel coordinates, float32 visibility differences, ``bop19`` visibility), so they agree bit for bit
+(``tests/metrics/bop/test_bop_cpu_kernels.py``); ``tests/metrics/bop`` checks both against the toolkit.
 
-Pairs run in parallel over numba's threads; the GT render of a pair is reused by the next pair when it has the
-same GT pose, mesh and ROI (estimates of one target arrive together).
+Pairs are grouped by GT instance: each GT is rendered once, its distances and visibility mask computed once, and
+its pairs then visit only their estimate's pixels while the GT's buffers are still in cache. Groups are dealt
+round-robin to numba's threads, each with its own scratch buffers. The per-pixel passes are branch-free so that
+the compiler vectorises them (square roots and divisions four at a time).
 
 MSSD and MSPD take ``min_S max_x`` over up to hundreds of symmetries; per pair, symmetries are visited in the
 order of a lower bound (the max over a small point subset) and a symmetry stops as soon as its running max

@@ -66,3 +66,36 @@ def test_mssd_mspd_kernels_equal_torch_min_over_symmetries():
             if sR.shape[0] > 1:
                 sym_helped |= bool((fast < fn(*a, *extra, pts, sR[:1], st[:1])).any())
     assert checked > 40 and sym_helped  # the symmetric minimum was exercised
+
+
+def test_vsd_kernel_equals_torch_path_at_image_borders_with_missing_depth():
+    """Objects cut by every image border (boxes clipped on both the GT and the estimate side), GT groups whose
+    estimates fall left, right, above and below, and test depth with holes and a zero block."""
+    models, targets, metric, p = _pairs()
+    hw = torch.tensor([list(t["depth"].shape) for t in targets])
+    sizes = hw[:, 0] * hw[:, 1]
+    depth = torch.cat([t["depth"].reshape(-1) for t in targets]).clone()
+    g = torch.Generator().manual_seed(5)
+    depth[torch.rand(depth.shape, generator=g) < 0.05] = 0.0  # scattered missing depth
+    depth[: 200 * 640] = 0.0  # the top of the first image: missing
+    P = p["obj"].numel()
+    fx = p["K"][:, 0, 0]
+    W = hw[p["image"], 1].double()
+    H = hw[p["image"], 0].double()
+    # push estimates (and every third GT) towards the four borders: centre at +-0.5 of the image size
+    side = torch.arange(P) % 4
+    t_e, t_g = p["t_e"].clone(), p["t_g"].clone()
+    for t, which in ((t_e, torch.ones(P, dtype=torch.bool)), (t_g, torch.arange(P) % 3 == 0)):
+        z = t[:, 2]
+        dx = torch.where(side == 0, -0.5, torch.where(side == 1, 0.5, 0.0)) * W * z / fx
+        dy = torch.where(side == 2, -0.5, torch.where(side == 3, 0.5, 0.0)) * H * z / fx
+        t[:, 0] = torch.where(which, t[:, 0] + dx, t[:, 0])
+        t[:, 1] = torch.where(which, t[:, 1] + dy, t[:, 1])
+    mesh = torch.tensor([metric._mesh_index[o] for o in p["obj"].tolist()])
+    diam = torch.tensor([models[o].diameter for o in p["obj"].tolist()], dtype=torch.float64)
+    args = (metric._bank(torch.device("cpu")), mesh, p["R_e"], t_e, p["R_g"], t_g, p["K"], p["image"], depth,
+            torch.cumsum(sizes, 0) - sizes, hw, diam, 15.0, metric.vsd_taus)
+    fast = pose_error.vsd_batch(*args)
+    ref = pose_error.vsd_batch(*args, backend="torch")
+    assert ((ref > 0) & (ref < 1)).any()
+    assert torch.equal(fast, ref)
