@@ -147,8 +147,9 @@ if numba is not None:
                     lo = max(lo, R2 * r2)
                 elif A2 < 0:
                     hi = min(hi, R2 * r2)
-                c0 = max(int(math.ceil(lo - off - 1e-3)), cmin)
-                c1 = min(int(math.floor(hi - off + 1e-3)), cmax)
+                lo, hi = min(lo, fcmax + 1.0), max(hi, fcmin - 1.0)  # finite before the integer conversion
+                c0 = max(math.ceil(lo - off - 1e-3), cmin)
+                c1 = min(math.floor(hi - off + 1e-3), cmax)
                 if c1 < c0:
                     continue
                 p1 = dB * py + dC
