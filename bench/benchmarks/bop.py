@@ -80,6 +80,20 @@ def _sync(dev: str) -> None:
         torch.cuda.synchronize()
 
 
+def _repeat(fn, dev: str, n: int):
+    """``max(1, n)`` runs of ``fn``: (best wall s, median wall s, best CPU s), and the last run's result."""
+    walls, cpus, out = [], [], None
+    for _ in range(max(1, n)):
+        _sync(dev)
+        clock = _Clock()
+        out = fn()
+        _sync(dev)
+        w, c = clock.stop()
+        walls.append(w)
+        cpus.append(c)
+    return (min(walls), statistics.median(walls), min(cpus)), out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--estimates", type=int, default=500)
@@ -160,31 +174,17 @@ def main(argv=None) -> None:
             print(f"{P} (estimate, GT) pairs, {args.repeat} runs each; ms per pair, wall best / median (CPU best); "
                   "speed-up of the best and the median vs the toolkit's per-pair time")
             for name, fn, ref_ms in (("VSD", run_vsd, 11.0), ("MSSD", run_mssd, 5.0), ("MSPD", run_mspd, 9.0)):
-                walls, cpus = [], []
-                for _ in range(max(1, args.repeat)):
-                    clock = _Clock()
-                    fn()
-                    _sync(dev)
-                    w, c = clock.stop()
-                    walls.append(1e3 * w / P)
-                    cpus.append(1e3 * c / P)
-                best, med = min(walls), statistics.median(walls)
-                print(f"  {name:<5} {best:.3f} / {med:.3f} ({min(cpus):.3f}) ms   vs toolkit {ref_ms:g} ms: "
+                best, med, cpu = (1e3 * x / P for x in _repeat(fn, dev, args.repeat)[0])
+                print(f"  {name:<5} {best:.3f} / {med:.3f} ({cpu:.3f}) ms   vs toolkit {ref_ms:g} ms: "
                       f"x{ref_ms / best:.1f} / x{ref_ms / med:.1f}")
 
-    walls, cpus = [], []
-    for _ in range(max(1, args.repeat)):
+    def run_bopar():
         metric.reset()
-        _sync(dev)
-        clock = _Clock()
         for i in range(0, len(targets), 16):
             metric.update(preds[i:i + 16], targets[i:i + 16])
-        out = metric.compute()
-        _sync(dev)
-        w, c = clock.stop()
-        walls.append(w)
-        cpus.append(c)
-    dt, med, ct = min(walls), statistics.median(walls), min(cpus)
+        return metric.compute()
+
+    (dt, med, ct), out = _repeat(run_bopar, dev, args.repeat)
     print(f"BOPAR update+compute, {n_est} estimates: best {dt:.2f} s / median {med:.2f} s wall ({ct:.2f} s CPU); "
           f"extrapolated to 50,000 estimates: {50_000 * dt / n_est:.0f} s / {50_000 * med / n_est:.0f} s wall")
     print("  " + ", ".join(f"{k} {float(v):.4f}" for k, v in out.items()))

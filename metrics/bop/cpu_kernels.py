@@ -158,14 +158,12 @@ if numba is not None:
                 seg = iz_buf[start:start + (c1 - c0) + 1]  # a view indexed from 0: no wraparound checks
                 pu0 = c0 + off
                 n = seg.shape[0]
-                # the two end columns may lie on either side of an edge: the exact test decides; the columns
-                # between are at least 1 - 1e-3 px inside every edge
-                if (A0 * pu0 + R0 > 0) & (A1 * pu0 + R1 > 0) & (A2 * pu0 + R2 > 0):
-                    seg[0] = max(seg[0], dA * pu0 + p1)
-                if n > 1:
-                    pu = pu0 + (n - 1)
+                # the two end columns may lie on either side of an edge: the exact test decides (one column when
+                # n == 1: the max is idempotent); the columns between are at least 1 - 1e-3 px inside every edge
+                for j in (0, n - 1):
+                    pu = pu0 + j
                     if (A0 * pu + R0 > 0) & (A1 * pu + R1 > 0) & (A2 * pu + R2 > 0):
-                        seg[n - 1] = max(seg[n - 1], dA * pu + p1)
+                        seg[j] = max(seg[j], dA * pu + p1)
                 for j in range(1, n - 1):
                     seg[j] = max(seg[j], dA * (pu0 + j) + p1)
 

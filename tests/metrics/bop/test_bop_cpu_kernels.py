@@ -77,7 +77,7 @@ def test_vsd_kernel_equals_torch_path_at_image_borders_with_missing_depth():
     depth = torch.cat([t["depth"].reshape(-1) for t in targets]).clone()
     g = torch.Generator().manual_seed(5)
     depth[torch.rand(depth.shape, generator=g) < 0.05] = 0.0  # scattered missing depth
-    depth[: 200 * 640] = 0.0  # the top of the first image: missing
+    depth[: 200 * int(hw[0, 1])] = 0.0  # the top of the first image: missing
     P = p["obj"].numel()
     fx = p["K"][:, 0, 0]
     W = hw[p["image"], 1].double()
