@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from importlib import resources
 
 from bench.errors import EXIT_INPUT_ERROR, InputError
@@ -32,6 +33,14 @@ def _conf_names(group: str) -> set[str]:
 def _split(overrides: list[str]) -> tuple[list[str], dict[str, str]]:
     """Rewrite ``method=X`` for a name without a config (allowed with predictions=) to the replay config."""
     values = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith(("+", "~")))
+    if values.get("predictions") not in (None, "", "null") and not values.get("method"):
+        # the config default would name the row, and the run would replace that method's committed row
+        raise InputError(None, None, "method", "predictions= needs method=NAME, the leaderboard row its scores go "
+                         "to (e.g. method=mine); nothing written")
+    dataset = values.get("dataset")
+    if dataset is not None and dataset not in _conf_names("dataset"):
+        raise InputError(None, None, "dataset", f"unknown dataset {dataset!r}; registered: "
+                         f"{', '.join(sorted(_conf_names('dataset')))}")
     out = []
     for o in overrides:
         if "=" not in o:
@@ -91,8 +100,16 @@ def cmd_list() -> int:
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one line each: ours say ``posearena: warning:``, others keep their category."""
+    text = " ".join(str(message).split())
+    ours = "/bench/" in filename.replace(os.sep, "/") or "/metrics/" in filename.replace(os.sep, "/")
+    return f"posearena: warning: {text}\n" if ours else f"{category.__name__}: {text}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    warnings.formatwarning = _one_line_warning
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if argv else EXIT_INPUT_ERROR

@@ -4,7 +4,8 @@ One CSV per dataset, ``leaderboards/<family>/<dataset>.csv``, one row per (metho
 by (method, variant); floats are written with ``format_value`` so that the same numbers always give the same
 bytes. Nothing that depends on the run (wall clock, world size, output folder) goes into the CSV: those go to
 metrics.json. Every write goes to a temporary file in the same folder and is renamed over the old file, so a
-killed run leaves the previous file intact; a file lock serialises concurrent updates of one CSV.
+killed run leaves the previous file intact; a lock on the CSV's folder serialises concurrent updates (a lock on
+the folder itself, not a ``.lock`` file beside the CSV, so a run leaves nothing behind in the checkout).
 """
 from __future__ import annotations
 
@@ -67,14 +68,20 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<path>.lock`` (concurrent runs updating one CSV lose no rows)."""
+    """Hold an exclusive lock on the folder of ``path`` (concurrent runs updating one CSV lose no rows).
+
+    flock on the directory itself creates no file, so nothing is left in the checkout after a run.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def csv_path(leaderboard_dir: Path, family: str, dataset: str) -> Path:
@@ -112,14 +119,19 @@ def merge_columns(old: Sequence[str], metric_keys: Sequence[str]) -> list[str]:
     return [*KEY_COLUMNS, *metric_cols, *PROVENANCE_COLUMNS]
 
 
-def upsert_row(path: Path, row: dict[str, str], metric_keys: Sequence[str]) -> None:
-    """Insert or replace the row of (method, variant) in the CSV at ``path``, atomically, under a lock."""
+def upsert_row(path: Path, row: dict[str, str], metric_keys: Sequence[str]) -> dict[str, str] | None:
+    """Insert or replace the row of (method, variant) in the CSV at ``path``, atomically, under a lock.
+
+    Returns the row it replaced (None for a new row), so the caller can tell the user what changed.
+    """
     with locked(path):
         old_cols, rows = read_rows(path)
         key = (row["method"], row["variant"])
+        old = next((r for r in rows if (r.get("method"), r.get("variant")) == key), None)
         rows = [r for r in rows if (r.get("method"), r.get("variant")) != key] + [row]
         rows.sort(key=lambda r: (r.get("method", ""), r.get("variant", "")))
         write_atomic(path, render_csv(merge_columns(old_cols, metric_keys), rows))
+    return old
 
 
 def metrics_json(payload: Mapping[str, Any]) -> bytes:

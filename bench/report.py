@@ -26,3 +26,15 @@ def print_result(console: Console, result) -> None:
     console.print(f"samples: {result.num_samples}", soft_wrap=True)
     console.print(f"metrics.json: {result.out_dir / 'metrics.json'}", soft_wrap=True, highlight=False)
     console.print(f"leaderboard:  {result.csv_path}", soft_wrap=True, highlight=False)
+    if result.replaced is not None:
+        console.print(replaced_line(result), soft_wrap=True, highlight=False)
+
+
+def replaced_line(result) -> str:
+    """One line saying which row this run replaced, with the old and the new headline value."""
+    key = next((k for k in result.metric_keys if k in result.metrics), None)
+    row = f"{result.method!r}" + (f" (variant {result.variant!r})" if result.variant else "")
+    if key is None:
+        return f"replaced the leaderboard row of {row}"
+    old = result.replaced.get(key, "") or "none"
+    return f"replaced the leaderboard row of {row}: {key} {old} -> {format_value(result.metrics[key])}"

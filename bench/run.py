@@ -103,6 +103,7 @@ class RunResult:
     out_dir: Path | None = None
     csv_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    replaced: dict[str, str] | None = None  # the leaderboard row this run replaced (None: a new row)
 
 
 def build_dataset(cfg: DictConfig) -> BenchmarkDataset:
@@ -248,7 +249,7 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
          "predictions": pred_sha},
     )
     path = leaderboard.csv_path(lb_dir, ds.family, ds.name)
-    leaderboard.upsert_row(path, row, list(result.metrics))
+    result.replaced = leaderboard.upsert_row(path, row, list(result.metrics))
     if curves_bytes:  # the page plots the leaderboard's curves: kept beside the CSV, one file per row
         leaderboard.write_atomic(page.curves_path(lb_dir, ds.family, ds.name, method_name, ds.variant), curves_bytes)
     if ds.family == "object6d" and ds.name in leaderboard.BOP_CORE:

@@ -60,6 +60,16 @@ def test_concurrent_updates_lose_no_rows(tmp_path):
         pool.map(_add_row, [(path, i) for i in range(30)])
     rows = list(csv.DictReader(path.read_text().splitlines()))
     assert sorted(r["method"] for r in rows) == [f"m{i:02d}" for i in range(30)]
+    # the lock is taken on the folder: no lock or temp file is left beside the CSV
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]
+
+
+def test_upsert_returns_the_row_it_replaced(tmp_path):
+    path = tmp_path / "r.csv"
+    assert lb.upsert_row(path, lb.make_row("m", "", {"AP": 0.5}, PROV), ["AP"]) is None
+    old = lb.upsert_row(path, lb.make_row("m", "", {"AP": 0.25}, PROV), ["AP"])
+    assert old is not None and old["AP"] == "0.5"
+    assert lb.upsert_row(path, lb.make_row("m", "v2", {"AP": 0.75}, PROV), ["AP"]) is None
 
 
 WRITER = r"""
@@ -88,7 +98,9 @@ def test_sigkill_mid_write_leaves_the_old_csv(tmp_path):
         # either the old file or a complete newer one, never a torn one
         assert {r["method"] for r in rows} in ({"keep"}, {"keep", "spam"})
         assert all(len(r) == len(rows[0]) and None not in r.values() for r in rows)
-        assert rows[0] == next(csv.DictReader(before.decode().splitlines())) or rows[0]["method"] == "keep"
+        # the old row survives with its values, whichever of the two files is there
+        old_row = next(csv.DictReader(before.decode().splitlines()))
+        assert rows[0]["method"] == "keep" and {k: rows[0][k] for k in old_row} == old_row
 
 
 def test_ar_c_only_for_methods_with_all_seven_core_datasets(tmp_path):

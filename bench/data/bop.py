@@ -403,11 +403,37 @@ class BopDataset(BenchmarkDataset):
                 f"image {ignored[0] % IM_ID_LIMIT}",
                 stacklevel=2,
             )
-        return {s: p for s, p in preds.items() if s in keep}
+        return drop_unknown_objects({s: p for s, p in preds.items() if s in keep}, self.params.obj_ids, self.name,
+                                    path)
 
     def empty_prediction(self, sample: Sample) -> Prediction:
         """An image the results file says nothing about: no estimates (its targets count as misses)."""
         return Prediction(sample.sample_id, empty_output())
+
+
+def drop_unknown_objects(preds: dict[int, Prediction], obj_ids: Iterable[int], dataset: str,
+                         path: Path) -> dict[int, Prediction]:
+    """Drop estimates whose obj_id the dataset does not have, with a warning naming the ids.
+
+    The toolkit ignores them silently (no GT ever matches them), but such a file is almost certainly
+    mislabelled (another dataset's ids, or ids off by one), so the user is told.
+    """
+    known = torch.tensor(sorted(set(obj_ids)), dtype=torch.int64)
+    counts: dict[int, int] = {}
+    out = {}
+    for s, p in preds.items():
+        ok = torch.isin(p.output["obj_id"], known)
+        if bool(ok.all()):
+            out[s] = p
+            continue
+        for o in p.output["obj_id"][~ok].tolist():
+            counts[o] = counts.get(o, 0) + 1
+        out[s] = Prediction(s, {k: (v[ok] if v.ndim and k != "time" else v) for k, v in p.output.items()})
+    if counts:
+        named = "; ".join(f"{n} estimate{'s' * (n > 1)} name{'s' * (n == 1)} obj_id {o}"
+                          for o, n in sorted(counts.items()))
+        warnings.warn(f"{path}: {named}, which {dataset} does not have: ignored", stacklevel=3)
+    return out
 
 
 def _opt(cfg: Any, key: str, default: Any) -> Any:

@@ -22,6 +22,7 @@ beside the 3D file, key ``positions_2d`` -> {subject: {action: [4 x (T',17,2) pi
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,7 +233,30 @@ class H36MDataset(BenchmarkDataset):
     def read_predictions(self, path: Path) -> dict[int, Prediction]:
         expected = {q.key: (self.num_frames(i), len(KEPT_JOINTS), 3) for i, q in enumerate(self.sequences)}
         arrays = read_pose_npz(path, expected, what="sequence")
+        warn_if_absolute(path, arrays, self.pred_root)
         return {self.index[k]: Prediction(self.index[k], {"joints": v}) for k, v in arrays.items()}
+
+
+ABSOLUTE_ROOT_M = 0.5  # root-relative: joint 0 within centimetres of the origin; absolute: 2-7 m away (camera to subject)
+
+
+def warn_if_absolute(path: Path, arrays: dict[str, torch.Tensor], pred_root: str) -> None:
+    """Warn when predictions look absolute (roots metres from the origin) under a mode that keeps or zeroes
+    only the root joint: the other joints would stay where they are and score thousands of millimetres.
+
+    The protocol itself is silent here (VideoPose3D would score such a file as is), so this only warns.
+    """
+    if pred_root == "subtract" or not arrays:
+        return
+    roots = torch.cat([a[:, 0] for a in arrays.values()])
+    median = float(roots.norm(dim=-1).median())
+    if median > ABSOLUTE_ROOT_M:
+        mode = "true" if pred_root == "zero" else "false"
+        warnings.warn(f"{path}: the predicted root joint (joint 0) lies {median:.2f} m from the camera-frame "
+                      f"origin (median over frames), so the poses look absolute; under "
+                      f"dataset.root_relative_pred={mode} only the root is {'zeroed' if mode == 'true' else 'kept'}"
+                      f" and the other joints stay absolute: pass dataset.root_relative_pred=subtract to "
+                      f"translate each pose to its root", stacklevel=3)
 
 
 @register_dataset("h36m")
