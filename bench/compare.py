@@ -42,7 +42,7 @@ def find_entry(row: str, entries: list[Entry], manifest: Path) -> tuple[list[Ent
 
 def score(entry: Entry):
     """Recompute one manifest row in this process; returns (dataset, metric after every update)."""
-    from bench.__main__ import compose
+    from bench.config import compose
     from bench.provenance import REPO
     from bench.run import build_dataset, build_method
 

@@ -143,6 +143,11 @@ def make_trainer(cfg: DictConfig) -> Trainer:
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     devices = int(cfg.devices)
     num_nodes = int(cfg.num_nodes)
+    launched = os.environ.get("WORLD_SIZE")  # set by torchrun (and by Lightning in the workers it starts)
+    if launched is not None and launched.isdigit() and int(launched) != devices * num_nodes:
+        # otherwise every process would score every sample as a world of one, all writing the same files
+        raise InputError(None, None, "num_nodes", f"the launcher started {launched} processes but devices x "
+                         f"num_nodes = {devices * num_nodes}: pass devices= and num_nodes= to match")
     if devices * num_nodes > 1:
         strategy: Any = DDPStrategy(process_group_backend="nccl" if accelerator == "gpu" else "gloo")
     else:

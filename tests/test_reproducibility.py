@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.__main__ import compose
+from bench.config import compose
 from bench.data.base import SAMPLES_DIR
 from bench.run import evaluate
 from tests.conftest import REPO, run_cli

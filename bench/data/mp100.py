@@ -36,6 +36,7 @@ from torch import Tensor
 
 from bench.data.base import BenchmarkDataset, resolve_data_root
 from bench.errors import InputError
+from bench.predictions.mp100_json import read_mp100_predictions
 from bench.registry import register_dataset
 from bench.types import Prediction, Sample
 from metrics.pck import PCK_THRESHOLDS, CapePCK
@@ -315,8 +316,6 @@ class Mp100Dataset(BenchmarkDataset):
         return CapePCK(PCK_THRESHOLDS)
 
     def read_predictions(self, path: Path) -> dict[int, Prediction]:
-        from bench.predictions.mp100_json import read_mp100_predictions
-
         return read_mp100_predictions(path, self)
 
     def dump_episodes(self, path: Path) -> None:

@@ -14,16 +14,25 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from bench.errors import InputError
 from bench.types import Prediction
 
-if TYPE_CHECKING:
-    from bench.data.mp100 import Mp100Dataset
+
+class EpisodeIndex(Protocol):
+    """What the reader needs of the MP-100 dataset: the episode order and the query annotations (the
+    dataset object satisfies it; the reader does not import the dataset module)."""
+
+    variant: str
+    episodes: Sequence[Any]  # each with ``query_ids``
+    by_id: Mapping[int, Any]  # annotation id -> record with ``keypoints``
+
+    def sample_id(self, episode: int, query: int) -> int: ...
 
 
 def _is_int(v: Any) -> bool:
@@ -44,7 +53,7 @@ def _diagnose(path: Path, rec: str, kps: list) -> None:
     raise InputError(path, rec, "keypoints", "expected a list of [x, y] number pairs")
 
 
-def read_mp100_predictions(path: Path, dataset: Mp100Dataset) -> dict[int, Prediction]:
+def read_mp100_predictions(path: Path, dataset: EpisodeIndex) -> dict[int, Prediction]:
     """Read and validate a predictions file against ``dataset``'s episodes -> {sample_id: Prediction}."""
     path = Path(path)
     try:
