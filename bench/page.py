@@ -13,8 +13,10 @@ numbers rounded to 6 decimals and written with sorted keys (:func:`dumps`), so t
 
 The page: one sortable table per leaderboard CSV (click a header; a few lines of inline JavaScript, nothing
 fetched: it works offline), a metric with ``_ci_low`` / ``_ci_high`` columns is shown as ``value [low, high]``,
-the provenance columns (code version, data fingerprint, predictions hash, samples) and the date of the CSV's
-last commit when git knows it; below each table the PNG plots of its rows' curves (matplotlib, Agg).
+the sample count, one details cell with the provenance hashes (code version, data fingerprint, predictions) and
+one with the per-group columns (``MPJPE/Walking``, ...), so that every table fits a 1400 px window; the date of
+the CSV's last commit when git knows it; below each table the PNG plots of its rows' curves (matplotlib, Agg),
+fractions on a 0..1 axis. A table with no rows says why (bop_core: AR_C needs all 7 core datasets).
 """
 from __future__ import annotations
 
@@ -29,10 +31,12 @@ from typing import Any
 
 import torch
 
+from bench.leaderboard import BOP_CORE, KEY_COLUMNS, read_rows
 from bench.provenance import REPO
 
 CI_SUFFIXES = ("_ci_low", "_ci_high")
-PROVENANCE = ("num_samples", "code", "data", "predictions")
+FOLDED = ("code", "data", "predictions")  # provenance hashes: one details cell on the page
+FRACTIONS = frozenset({"recall", "precision", "pck", "pckh", "pck3d", "ap", "ar", "auc", "accuracy"})
 
 
 # ------------------------------------------------------------------------------------------------ curves
@@ -170,28 +174,83 @@ def _fmt(s: str) -> str:
     return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
 
 
+def _short(code: str) -> str:
+    """``0.1.0+0ca123e5fbfd`` -> ``0.1.0+0ca123e5``: enough to tell code versions apart at a glance."""
+    version, sep, digest = code.partition("+")
+    return version + sep + digest[:8] if sep else code[:12]
+
+
+def _layout(columns: list[str]) -> tuple[list[str], list[str], bool]:
+    """Columns with a cell of their own, per-group columns (``MPJPE/Walking``) for one breakdown cell, and
+    whether there is provenance to fold: long hashes and 60 per-action columns would push the metrics away."""
+    plain = [c for c in columns if not c.endswith(CI_SUFFIXES) and c not in FOLDED and "/" not in c]
+    per_group = [c for c in columns if "/" in c and not c.endswith(CI_SUFFIXES)]
+    return plain, per_group, any(c in FOLDED for c in columns)
+
+
+def _cell(column: str, row: dict[str, str]) -> str:
+    """A metric with its interval (which may wrap under it when space is short), or a key column."""
+    raw = row.get(column, "") or ""
+    if column == "variant":  # a long variant (``a=x,b=y``) may wrap after its commas
+        return f'<td class="key wrap">{html.escape(raw).replace(",", ",<wbr>")}</td>'
+    if column in KEY_COLUMNS:
+        return f'<td class="key">{html.escape(raw)}</td>'
+    v = _num(raw)
+    text = f'<span class="v">{html.escape(_fmt(raw))}</span>'
+    lo, hi = row.get(column + "_ci_low"), row.get(column + "_ci_high")
+    if lo and hi:
+        text += f' <span class="ci">[{html.escape(_fmt(lo))}, {html.escape(_fmt(hi))}]</span>'
+    sort = "" if v is None or math.isnan(v) else f' data-v="{v!r}"'
+    return f'<td class="wrap"{sort}>{text}</td>' if lo and hi else f"<td{sort}>{text}</td>"
+
+
+def _breakdown_cell(columns: list[str], row: dict[str, str]) -> str:
+    """Per-group values as a small group x metric table behind a closed <details> (it opens over the page)."""
+    metrics = list(dict.fromkeys(c.split("/", 1)[0] for c in columns))
+    groups = list(dict.fromkeys(c.split("/", 1)[1] for c in columns))
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
+    body = "".join(f"<tr><th>{html.escape(g)}</th>"
+                   + "".join(f"<td>{html.escape(_fmt(row.get(f'{m}/{g}') or ''))}</td>" for m in metrics) + "</tr>"
+                   for g in groups)
+    return (f'<td class="more"><details><summary>{len(groups)} groups</summary><div class="pop"><table>'
+            f"<thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table></div></details></td>")
+
+
+def _provenance_cell(row: dict[str, str]) -> str:
+    """code, data and predictions in one closed <details>: a short code version shows, the full hashes are a
+    hover (title) or a click away."""
+    items = [(k, row.get(k) or "") for k in FOLDED]
+    tip = "\n".join(f"{k}: {v or '-'}" for k, v in items)
+    body = "".join(f"<dt>{k}</dt><dd>{html.escape(v) or '&ndash;'}</dd>" for k, v in items)
+    summary = html.escape(_short(row.get("code") or "")) or "&ndash;"
+    return (f'<td class="more"><details title="{html.escape(tip)}"><summary>{summary}</summary>'
+            f'<dl class="pop">{body}</dl></details></td>')
+
+
 def render_table(columns: list[str], rows: list[dict[str, str]]) -> str:
-    """One sortable table; CI columns folded into their metric's cell."""
-    shown = [c for c in columns if not c.endswith(CI_SUFFIXES)]
-    head = "".join(f'<th data-col="{i}">{html.escape(c)}</th>' for i, c in enumerate(shown))
+    """One sortable table that fits a 1400 px window: CI columns folded into their metric's cell, per-group
+    columns and the provenance hashes into one details cell each."""
+    plain, per_group, prov = _layout(columns)
+    heads = plain + ["breakdown"] * bool(per_group) + ["provenance"] * prov
+    head = "".join(f'<th data-col="{i}"{cls}>{html.escape(c)}</th>' for i, c in enumerate(heads)
+                   for cls in [' class="key"' if c in KEY_COLUMNS else ""])
     body = []
     for r in rows:
-        cells = []
-        for c in shown:
-            raw = r.get(c, "") or ""
-            v = _num(raw)
-            text = html.escape(_fmt(raw))
-            lo, hi = r.get(c + "_ci_low"), r.get(c + "_ci_high")
-            if lo and hi:
-                text += f' <span class="ci">[{html.escape(_fmt(lo))}, {html.escape(_fmt(hi))}]</span>'
-            sort = "" if v is None or math.isnan(v) else f' data-v="{v!r}"'
-            cells.append(f"<td{sort}>{text}</td>")
+        cells = [_cell(c, r) for c in plain]
+        cells += [_breakdown_cell(per_group, r)] * bool(per_group) + [_provenance_cell(r)] * prov
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="lb"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def render_plot(plot: dict[str, Any], rows: list[tuple[str, dict[str, Any]]], path: Path) -> None:
-    """One PNG: the plot of every row (method) that has it, series x methods in one axes."""
+def is_fraction(plot: dict[str, Any]) -> bool:
+    """Shares (recall, precision, PCK, AP, AUC) go on a 0..1 axis, so that a flat 0.6875 reads as flat; errors
+    in mm or px keep matplotlib's data-driven range."""
+    return plot["ylabel"].strip().lower() in FRACTIONS
+
+
+def render_plot(plot: dict[str, Any], rows: list[tuple[str, dict[str, Any]]], path: Path) -> tuple[float, float]:
+    """One PNG: the plot of every row (method) that has it, series x methods in one axes; returns the y range
+    drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -212,6 +271,9 @@ def render_plot(plot: dict[str, Any], rows: list[tuple[str, dict[str, Any]]], pa
         for label, p in rows:
             for s, ys in p["series"].items():
                 ax.plot(p["x"], [math.nan if y is None else y for y in ys], label=f"{label}: {s}")
+    if is_fraction(plot):  # a little margin so a line at exactly 0 or 1 is not hidden under the frame
+        ys = [y for _, p in rows for s in p["series"].values() for y in s if y is not None and math.isfinite(y)]
+        ax.set_ylim(min([-0.02, *ys]), max([1.02, *ys]))
     ax.set_title(plot["title"], fontsize=10)
     ax.set_xlabel(plot["xlabel"])
     ax.set_ylabel(plot["ylabel"])
@@ -220,7 +282,32 @@ def render_plot(plot: dict[str, Any], rows: list[tuple[str, dict[str, Any]]], pa
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", metadata={"Software": None})
+    lo, hi = ax.get_ylim()
     plt.close(fig)
+    return float(lo), float(hi)
+
+
+def _methods(path: Path) -> set[str]:
+    return {r["method"] + (f" ({r['variant']})" if r.get("variant") else "") for r in read_rows(path)[1]}
+
+
+def _why_bop_core_empty(lb: Path) -> str:
+    """AR_C needs all 7 core datasets: name them, and how far each method has got."""
+    have = {ds: _methods(lb / "object6d" / f"{ds}.csv") for ds in BOP_CORE}
+    n = len(BOP_CORE)
+    text = (f"No rows yet: AR_C is the mean AR over the {n} BOP core datasets ({' '.join(BOP_CORE)}), so a method "
+            f"appears here once it has a row (same variant) in all {n}.")
+    progress = [f"{m} has {sum(m in s for s in have.values())} of {n} "
+                f"({' '.join(ds for ds in BOP_CORE if m in have[ds])})" for m in sorted(set().union(*have.values()))]
+    return html.escape(text + (" So far " + "; ".join(progress) + "." if progress else ""))
+
+
+def _why_empty(lb: Path, family: str, dataset: str) -> str:
+    """A section with no rows says what it is waiting for, so that it reads as a rule and not as a bug."""
+    if (family, dataset) == ("object6d", "bop_core"):
+        return _why_bop_core_empty(lb)
+    return (f"No rows yet: <code>python -m bench evaluate method=NAME dataset={html.escape(dataset)}</code> "
+            "adds one.")
 
 
 def _load_curves(lb: Path, family: str, dataset: str) -> list[tuple[str, dict[str, Any]]]:
@@ -250,7 +337,7 @@ def build(leaderboard_dir: Path | None = None, out: Path | None = None) -> Path:
         parts = [f'<section id="{anchor}"><h2>{html.escape(family)} / {html.escape(dataset)}</h2>',
                  f'<p class="prov">source: <code>{html.escape(str(path.relative_to(lb)))}</code>'
                  + (f"; last committed {html.escape(date)}" if date else "") + "</p>"]
-        parts.append(render_table(columns, rows) if rows else "<p>(no rows yet)</p>")
+        parts.append(render_table(columns, rows) if rows else f'<p class="empty">{_why_empty(lb, family, dataset)}</p>')
         curves = _load_curves(lb, family, dataset)
         by_title: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for label, data in curves:
@@ -258,9 +345,11 @@ def build(leaderboard_dir: Path | None = None, out: Path | None = None) -> Path:
                 by_title.setdefault(p["title"], []).append((label, p))
         for i, (title, plots) in enumerate(by_title.items()):
             img = Path("img") / f"{anchor}-{i}.png"
-            render_plot(plots[0][1], plots, out / img)
-            parts.append(f'<figure><img src="{img.as_posix()}" alt="{html.escape(title)}" width="576" height="324">'
-                         f"<figcaption>{html.escape(title)}</figcaption></figure>")
+            lo, hi = render_plot(plots[0][1], plots, out / img)
+            ylabel = html.escape(plots[0][1]["ylabel"])
+            parts.append(f'<figure data-ylabel="{ylabel}" data-ylim="{lo:.6g} {hi:.6g}"><img src="{img.as_posix()}" '
+                         f'alt="{html.escape(title)}" width="576" height="324"><figcaption>{html.escape(title)}'
+                         "</figcaption></figure>")
         parts.append("</section>")
         sections.append("\n".join(parts))
     template = (resources.files("bench") / "page_template.html").read_text()
