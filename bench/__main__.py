@@ -28,7 +28,7 @@ def cmd_evaluate(overrides: list[str]) -> int:
     from rich.console import Console
 
     from bench.config import compose
-    from bench.report import print_result
+    from bench.console import print_result
     from bench.run import evaluate
 
     cfg = compose(overrides)

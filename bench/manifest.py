@@ -10,7 +10,6 @@ regenerated and replaced together with the CSVs.
 """
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from bench.errors import InputError
+from bench.leaderboard import read_rows
 from bench.provenance import REPO
 
 MANIFEST = REPO / "leaderboards" / "manifest.yaml"
@@ -100,10 +100,7 @@ def _generated(folder: Path) -> list[Path]:
 
 
 def _rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
-    if not path.exists():
-        return {}
-    with open(path, newline="") as fh:
-        return {(r["method"], r["variant"]): r for r in csv.DictReader(fh)}
+    return {(r["method"], r["variant"]): r for r in read_rows(path)[1]}
 
 
 def compare(committed_dir: Path, fresh_dir: Path, entries: list[Entry]) -> list[tuple[str, str, str, str, str, str]]:

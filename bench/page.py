@@ -20,7 +20,6 @@ fractions on a 0..1 axis. A table with no rows says why (bop_core: AR_C needs al
 """
 from __future__ import annotations
 
-import csv
 import html
 import json
 import math
@@ -328,9 +327,7 @@ def build(leaderboard_dir: Path | None = None, out: Path | None = None) -> Path:
     sections, toc = [], []
     for path in sorted(p for p in lb.rglob("*.csv") if "curves" not in p.relative_to(lb).parts):
         family, dataset = path.parent.name, path.stem
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            columns, rows = list(reader.fieldnames or []), list(reader)
+        columns, rows = read_rows(path)
         anchor = f"{family}-{dataset}"
         toc.append(f'<li><a href="#{anchor}">{html.escape(family)} / {html.escape(dataset)}</a> ({len(rows)})</li>')
         date = _csv_date(path)

@@ -1,4 +1,4 @@
-"""The results table printed at the end of a run."""
+"""The results table printed to the console at the end of a run (the HTML page is bench/page.py)."""
 from __future__ import annotations
 
 from rich.console import Console
