@@ -19,11 +19,12 @@ Inputs (one dict per test image listed in test_targets_bop19.json):
 
 Extra keys: ``ADD`` and ``ADD-S`` (recall at 0.1 x diameter with the same matching; the toolkit's 'add' and
 'adi' errors), ``ADD-S_AUC`` and ``ADD(-S)_AUC`` (YCB-Video style area under the accuracy curve up to 100 mm,
-VOCap; each valid GT takes the error of the estimate greedily matched to it under 100 mm, else counts as a miss;
+VOCap; each valid GT takes the error of the estimate greedily matched to it up to 100 mm, else counts as a miss;
 ADD(-S) uses ADD-S for objects with any symmetry in models_info, ADD otherwise).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -312,7 +313,8 @@ class BOPAR(Metric):
             sym = torch.tensor([bool(self.models[int(o)].symmetries_discrete or
                                      self.models[int(o)].symmetries_continuous) for o in pair["obj"].tolist()],
                                dtype=torch.bool)
-            th100 = torch.tensor([100.0], dtype=torch.float64)
+            # strict < in greedy_match: the next float above 100 keeps an error of exactly 100 mm, as VOCap
+            th100 = torch.tensor([math.nextafter(100.0, math.inf)], dtype=torch.float64)
             for name, err in (("ADD-S_AUC", pair["adi"]), ("ADD(-S)_AUC", torch.where(sym, pair["adi"], pair["add"]))):
                 _, e = greedy_match(err, dense, valid, th100, return_errors=True)
                 ar[name] = torch.tensor(vocap_auc(e[0][valid], 100.0), dtype=torch.float64)

@@ -110,14 +110,15 @@ def recall_at(matched: Tensor, gt_valid: Tensor) -> tuple[Tensor, Tensor, int]:
 
 def vocap_auc(errors: Tensor, max_threshold: float) -> float:
     """Area under the accuracy-threshold curve on [0, max_threshold], normalised to [0, 1], as the YCB-Video
-    toolbox's VOCap (PoseCNN): sorted errors below the maximum, monotone precision, rectangle sum. ``inf``
-    errors (missed targets) count in the denominator only."""
+    toolbox's VOCap (PoseCNN): sorted errors up to the maximum (plot_accuracy_keyframe.m sets only errors
+    ``> max_distance`` to inf), monotone precision, rectangle sum. ``inf`` errors (missed targets) count in the
+    denominator only."""
     n = errors.shape[0]
     if n == 0:
         return 0.0
     rec = torch.sort(errors.to(torch.float64)).values
     prec = torch.arange(1, n + 1, dtype=torch.float64) / n
-    keep = rec < max_threshold
+    keep = rec <= max_threshold
     rec, prec = rec[keep], prec[keep]
     if rec.numel() == 0:
         return 0.0

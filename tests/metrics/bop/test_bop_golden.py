@@ -38,10 +38,21 @@ def test_ar_mssd_mspd_exact(golden):
         assert [r["targets_count"] for r in mine] == [r["targets_count"] for r in theirs]
 
 
-def test_ar_vsd_and_ar_close(golden):
+def test_vsd_recall_counts_exact(golden):
+    """Every (tau, correct_th) cell of the toolkit's VSD scores: the same thresholds and the same integer counts."""
+    mine, theirs = golden.details["recalls"]["vsd"], golden.reference["recalls"]["vsd"]
+    assert len(mine) == len(theirs) == len(BOP19_TAUS) * len(BOP19_CORRECT_TH)
+    for m, r in zip(mine, theirs):
+        assert (m["vsd_tau"], m["correct_th"]) == (r["vsd_tau"], r["correct_th"])
+        assert (m["tp_count"], m["targets_count"]) == (r["tp_count"], r["targets_count"]), (r["vsd_tau"], r["correct_th"])
+
+
+def test_ar_vsd_and_ar(golden):
+    """With the counts equal (above), AR_VSD is the mean of the same 100 ratios: only the summation order can
+    differ (measured: 2.2e-16)."""
     ref, got = golden.reference, golden.details["scores"]
-    assert abs(got["AR_VSD"] - ref["AR_VSD"]) <= 0.005
-    assert abs(got["AR"] - ref["AR"]) <= 0.005
+    assert abs(got["AR_VSD"] - ref["AR_VSD"]) <= 1e-12
+    assert abs(got["AR"] - ref["AR"]) <= 1e-12
     assert set(golden.metrics) >= {"AR", "AR_VSD", "AR_MSSD", "AR_MSPD"}
 
 
@@ -70,11 +81,13 @@ def test_per_estimate_mssd_mspd(golden):
 
 
 def test_per_estimate_vsd(golden):
+    """Per-pair VSD differs from the toolkit's (vispy/llvmpipe) only where a pixel on a triangle edge falls the
+    other way: measured at most 1.9e-4 (one pixel of a ~5000-pixel union) over 710 values. 2e-3 allows ten
+    such pixels; a changed delta, tau or cost moves whole pairs by far more."""
     ref = golden.reference["per_estimate_errors"]["vsd"]
     diffs = np.concatenate([np.abs(np.array(golden.errors[_key(r)]["vsd"]) - np.array(r["errors"])) for r in ref])
     assert diffs.size == 10 * len(ref)
-    assert (diffs <= 0.02).mean() >= 0.99
-    assert diffs.max() < 0.02
+    assert diffs.max() < 2e-3
 
 
 def test_gt_poses_score_one():
