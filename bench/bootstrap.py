@@ -6,9 +6,15 @@ vectorised ``statistic(weights)`` that recomputes its headline keys for ``B`` re
 replicate draws ``n`` units with replacement; unit ``i`` drawn ``k`` times gets weight ``k``, so the
 statistic is a weighted sum over per-unit sufficient statistics (no re-matching, no re-alignment).
 
+Each replicate follows the rules of the dataset's own protocol: it re-weights per-unit statistics taken from
+the same evaluation that gives the reported value, so the replicate drawing every unit once (``w = ones``) is
+that value, for every dataset with a bootstrap (tests/test_intervals.py).
+
 Resampling units (why: the unit is the largest piece whose score does not depend on the other pieces):
 
-- COCO AP: images (matching is per image; the PR accumulation is re-weighted per image);
+- COCO and CrowdPose AP: images (matching is per image; the PR accumulation is re-weighted per image; the
+  TP/FP flags come from pycocotools' rules for COCO and from xtcocotools' ``keypoints_crowd`` rules for
+  CrowdPose);
 - BOP AR: test images (matching is per image and object);
 - H36M MPJPE / P-MPJPE and 3DHP: sequences (frames of one sequence are strongly correlated, a sequence is one
   sample of the dataset; per-frame errors are not kept);

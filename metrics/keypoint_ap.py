@@ -528,15 +528,23 @@ class KeypointAP(Metric):
     sorts by image id and drops repeated images (DistributedSampler padding), so batch size, order and
     process count cannot change a result.
 
+    Two people 100 px apart; detections: each person a few pixels off (OKS between the thresholds) and a
+    stray pose scored between them, so precision and recall change with the OKS threshold:
+
     >>> import torch
     >>> m = KeypointAP()
     >>> kp = torch.tensor([[[10.0 + 3 * k, 20.0 + 2 * k, 2.0] for k in range(17)]], dtype=torch.float64)
-    >>> gt = {"image_id": torch.tensor(1), "keypoints": kp, "area": torch.tensor([1500.0]),
-    ...       "bbox": torch.tensor([[10.0, 20.0, 48.0, 32.0]]), "iscrowd": torch.tensor([False]),
-    ...       "num_keypoints": torch.tensor([17]), "ann_id": torch.tensor([7])}
-    >>> m.update([{"image_id": torch.tensor(1), "keypoints": kp, "scores": torch.tensor([0.9])}], [gt])
-    >>> {k: round(float(v), 3) for k, v in m.compute().items() if k in ("AP", "APm", "APl")}
-    {'AP': 1.0, 'APm': 1.0, 'APl': -1.0}
+    >>> two = torch.cat([kp, kp + torch.tensor([100.0, 0.0, 0.0])])
+    >>> gt = {"image_id": torch.tensor(1), "keypoints": two, "area": torch.tensor([1500.0, 1500.0]),
+    ...       "bbox": torch.tensor([[10.0, 20.0, 48.0, 32.0], [110.0, 20.0, 48.0, 32.0]]),
+    ...       "iscrowd": torch.tensor([False, False]), "num_keypoints": torch.tensor([17, 17]),
+    ...       "ann_id": torch.tensor([7, 8])}
+    >>> dets = torch.cat([two[:1] + torch.tensor([2.0, 1.0, 0.0]), two[1:] + torch.tensor([4.0, -3.0, 0.0]),
+    ...                   kp + torch.tensor([50.0, 60.0, 0.0])])
+    >>> m.update([{"image_id": torch.tensor(1), "keypoints": dets, "scores": torch.tensor([0.9, 0.6, 0.8])}], [gt])
+    >>> # pycocotools 2.0.11 on the same GT and results: AP 0.3865, AP50 0.835, AP75 0.505, AR 0.4, APl -1
+    >>> {k: round(float(v), 4) for k, v in m.compute().items() if k in ("AP", "AP50", "AP75", "AR", "APl")}
+    {'AP': 0.3865, 'AP50': 0.835, 'AP75': 0.505, 'APl': -1.0, 'AR': 0.4}
     """
 
     full_state_update = False
@@ -633,35 +641,41 @@ class KeypointAP(Metric):
         return self.evaluate().precision
 
     def bootstrap_stats(self):
-        """Bootstrap over images (bench/bootstrap.py): AP ('all' areas, mean over OKS thresholds).
-
-        Matching is per image, so each detection's TP/FP flags are fixed; a replicate weights every
-        detection and regular GT by its image's draw count and redoes pycocotools' accumulation (cumulative
-        TP/FP, monotone precision, 101 recall points). Equal to re-evaluating the resampled images except for
-        the order of equal-score detections of repeated images. A replicate with no regular GT gives NaN.
-        """
-        from bench.bootstrap import BootstrapStats
-
-        res = self.evaluate()
+        """Bootstrap over images (bench/bootstrap.py): AP ('all' areas), see :func:`image_ap_bootstrap`."""
         ids = torch.unique(dim_zero_cat(self.img_ids)).cpu() if len(self.img_ids) else torch.zeros(0, dtype=torch.long)
-        a = self.area_ranges.index(next(r for r in self.area_ranges if r[0] == "all"))
-        det_slot = torch.searchsorted(ids, res.det_image.cpu())
-        tp = res.det_tp[:, :, a].cpu().t().to(torch.float64)  # (T, D)
-        fp = res.det_fp[:, :, a].cpu().t().to(torch.float64)
-        gt_slot = torch.searchsorted(ids, res.gt_image.cpu())
-        gt_reg = res.gt_regular[:, a].cpu().to(torch.float64)
-        rthr = res.rec_thresholds.cpu()
-        eps = _EPS
+        return image_ap_bootstrap(self.evaluate(), ids)
 
-        slots = (det_slot.numpy(), gt_slot.numpy())
-        flags = (np.ascontiguousarray(tp.numpy()), np.ascontiguousarray(fp.numpy()), gt_reg.numpy())
 
-        def statistic(w: Tensor) -> Tensor:
-            ap = _weighted_ap(np.ascontiguousarray(w.cpu().to(torch.float64).numpy()), *slots, *flags,
-                              rthr.to(torch.float64).numpy(), eps)
-            return torch.from_numpy(ap)[:, None]
+def image_ap_bootstrap(res: KeypointAPResult, ids: Tensor):
+    """Bootstrap over images of one evaluation's AP ('all' areas, mean over OKS thresholds).
 
-        return BootstrapStats(ids, ("AP",), statistic, "image")
+    ``res`` is the evaluation whose rules the replicates must follow (COCO here, CrowdPose's keypoints_crowd
+    rules in bench/data/crowdpose.py): matching is per image, so each detection's TP/FP flags are fixed; a
+    replicate weights every detection and regular GT by its image's draw count and redoes pycocotools'
+    accumulation (cumulative TP/FP, monotone precision, 101 recall points). Equal to re-evaluating the
+    resampled images except for the order of equal-score detections of repeated images. ``ids`` are the
+    scored image ids (ascending); a replicate with no regular GT gives NaN.
+    """
+    from bench.bootstrap import BootstrapStats
+
+    a = res.area_labels.index("all")
+    det_slot = torch.searchsorted(ids, res.det_image.cpu())
+    tp = res.det_tp[:, :, a].cpu().t().to(torch.float64)  # (T, D)
+    fp = res.det_fp[:, :, a].cpu().t().to(torch.float64)
+    gt_slot = torch.searchsorted(ids, res.gt_image.cpu())
+    gt_reg = res.gt_regular[:, a].cpu().to(torch.float64)
+    rthr = res.rec_thresholds.cpu()
+    eps = _EPS
+
+    slots = (det_slot.numpy(), gt_slot.numpy())
+    flags = (np.ascontiguousarray(tp.numpy()), np.ascontiguousarray(fp.numpy()), gt_reg.numpy())
+
+    def statistic(w: Tensor) -> Tensor:
+        ap = _weighted_ap(np.ascontiguousarray(w.cpu().to(torch.float64).numpy()), *slots, *flags,
+                          rthr.to(torch.float64).numpy(), eps)
+        return torch.from_numpy(ap)[:, None]
+
+    return BootstrapStats(ids, ("AP",), statistic, "image")
 
 
 @numba.njit(cache=True, parallel=True)

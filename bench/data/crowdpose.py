@@ -49,7 +49,13 @@ from bench.predictions.coco_json import gc_paused
 from bench.registry import register_dataset
 from bench.types import Sample
 from metrics.common import one_cpu_thread
-from metrics.keypoint_ap import KeypointAP, _dedupe, keypoint_ap_stats, np_sum
+from metrics.keypoint_ap import (
+    KeypointAP,
+    KeypointAPResult,
+    _dedupe,
+    keypoint_ap_stats,
+    np_sum,
+)
 
 ANN_FILE = "annotations/crowdpose_test.json"
 IMAGE_DIR = "images"
@@ -143,6 +149,32 @@ def _precision_mean(precision: Tensor) -> Tensor:
     return np_sum(precision.reshape(-1).contiguous()) / precision.numel()
 
 
+def crowdpose_evaluate(
+    dt_image: Tensor, dt_keypoints: Tensor, dt_scores: Tensor, gt_image: Tensor, gt_keypoints: Tensor,
+    gt_bbox: Tensor, gt_iscrowd: Tensor, gt_num_keypoints: Tensor, gt_ids: Tensor,
+    sigmas: Tensor | Sequence[float] | None = None, max_dets: int = 20, dt_area: Tensor | None = None,
+    images: Tensor | None = None,
+) -> KeypointAPResult:
+    """xtcocotools ``keypoints_crowd`` evaluate + accumulate of ``images`` (None: all), 'all' area range.
+
+    The one place CrowdPose's rules are applied (dropped all-zero-confidence detections, ``0.53 * w * h``
+    areas, negative ids as "unmatched"): the summary and the bootstrap replicates both start from it.
+    """
+    sig = CROWDPOSE_SIGMAS if sigmas is None else torch.as_tensor(sigmas, dtype=torch.float64)
+    keep = (dt_keypoints[..., 2] > 0).any(-1)  # xtcocotools drops all-zero-confidence detections
+    gsel = torch.ones_like(gt_image, dtype=torch.bool)
+    if images is not None:
+        keep &= torch.isin(dt_image, images)
+        gsel = torch.isin(gt_image, images)
+    gt_bbox = gt_bbox[gsel].to(torch.float64)
+    gt_area = gt_bbox[:, 3] * gt_bbox[:, 2] * AREA_SCALE
+    match_flag = (gt_ids[gsel] >= 0).long()  # the kernel treats 0 as "unmatched": xtcocotools' ids < 0
+    return keypoint_ap_stats(dt_image[keep], dt_keypoints[keep], dt_scores[keep], gt_image[gsel],
+                             gt_keypoints[gsel], gt_area, gt_bbox, gt_iscrowd[gsel], gt_num_keypoints[gsel],
+                             match_flag, sigmas=sig, max_dets=max_dets, area_ranges=ALL_AREA,
+                             dt_area=None if dt_area is None else dt_area[keep])
+
+
 def crowdpose_ap_stats(
     dt_image: Tensor, dt_keypoints: Tensor, dt_scores: Tensor, gt_image: Tensor, gt_keypoints: Tensor,
     gt_bbox: Tensor, gt_iscrowd: Tensor, gt_num_keypoints: Tensor, gt_ids: Tensor, image_ids: Tensor,
@@ -154,28 +186,13 @@ def crowdpose_ap_stats(
     ``image_ids`` (I,) and ``crowd_index`` (I,) list every scored image once; the rest is as in
     :func:`~metrics.keypoint_ap.keypoint_ap_stats` except that the GT area is derived from ``gt_bbox``.
     """
-    sig = CROWDPOSE_SIGMAS if sigmas is None else torch.as_tensor(sigmas, dtype=torch.float64)
-    keep = (dt_keypoints[..., 2] > 0).any(-1)  # xtcocotools drops all-zero-confidence detections
-    dt_image, dt_keypoints, dt_scores = dt_image[keep], dt_keypoints[keep], dt_scores[keep]
-    if dt_area is not None:
-        dt_area = dt_area[keep]
-    gt_bbox = gt_bbox.to(torch.float64)
-    gt_area = gt_bbox[:, 3] * gt_bbox[:, 2] * AREA_SCALE
-    match_flag = (gt_ids >= 0).long()  # the kernel treats 0 as "unmatched": xtcocotools' ids < 0
-
-    def run(dsel: Tensor | None, gsel: Tensor | None):
-        d = (lambda x: x) if dsel is None else (lambda x: None if x is None else x[dsel])
-        g = (lambda x: x) if gsel is None else (lambda x: x[gsel])
-        return keypoint_ap_stats(d(dt_image), d(dt_keypoints), d(dt_scores), g(gt_image), g(gt_keypoints),
-                                 g(gt_area), g(gt_bbox), g(gt_iscrowd), g(gt_num_keypoints), g(match_flag),
-                                 sigmas=sig, max_dets=max_dets, area_ranges=ALL_AREA, dt_area=d(dt_area))
-
-    full = run(None, None).stats
+    args = (dt_image, dt_keypoints, dt_scores, gt_image, gt_keypoints, gt_bbox, gt_iscrowd, gt_num_keypoints, gt_ids)
+    full = crowdpose_evaluate(*args, sigmas=sigmas, max_dets=max_dets, dt_area=dt_area).stats
     out = {k: full[k] for k in ("AP", "AP50", "AP75", "AR", "AR50", "AR75")}
     split = crowd_split(crowd_index.to(torch.float64))
     for s, key in enumerate(("APe", "APm", "APh")):
-        ids = image_ids[split == s]
-        res = run(torch.isin(dt_image, ids), torch.isin(gt_image, ids))
+        res = crowdpose_evaluate(*args, sigmas=sigmas, max_dets=max_dets, dt_area=dt_area,
+                                 images=image_ids[split == s])
         out[key] = _np_round4(_precision_mean(res.precision[:, :, 0]))
     return out
 
@@ -185,7 +202,8 @@ class CrowdPoseAP(KeypointAP):
 
     Inputs as :class:`~metrics.keypoint_ap.KeypointAP`; each target also carries ``"crowd_index"`` (0-d).
     The GT ``area`` in the targets is not used (it is ``0.53 * w * h`` of ``bbox`` by definition here).
-    States are ``cat`` lists keyed by image id; ``compute`` sorts and drops repeated images.
+    States are ``cat`` lists keyed by image id; ``compute`` sorts and drops repeated images. The bootstrap
+    (inherited: images are the unit) re-weights the flags of this evaluation, so it follows the same rules.
     """
 
     def __init__(self, sigmas: Sequence[float] | Tensor | None = None, max_dets: int = 20, **kwargs):
@@ -201,28 +219,40 @@ class CrowdPoseAP(KeypointAP):
 
     def compute(self) -> dict[str, Tensor]:
         with one_cpu_thread(self.device):
-            return self._compute()
+            return crowdpose_ap_stats(**self._flat(), sigmas=self.sigmas, max_dets=self.max_dets)
 
-    def _compute(self) -> dict[str, Tensor]:
+    def _evaluate(self) -> KeypointAPResult:
+        """All images under CrowdPose's rules (:func:`crowdpose_evaluate`), not the parent's COCO evaluation.
+
+        ``evaluate()``, ``compute_precision()`` and the inherited ``bootstrap_stats()`` start from it, so the
+        bootstrap replicates re-weight CrowdPose's TP/FP flags and ``statistic(ones)`` is ``compute()["AP"]``.
+        """
+        flat = self._flat()
+        del flat["image_ids"], flat["crowd_index"]
+        return crowdpose_evaluate(**flat, sigmas=self.sigmas, max_dets=self.max_dets)
+
+    def _flat(self) -> dict[str, Tensor]:
+        """The deduplicated states, sorted by image id, as keyword arguments of :func:`crowdpose_ap_stats`."""
         dev, K = self.device, self.num_keypoints
         if len(self.img_ids) == 0:
             e = torch.zeros(0, dtype=torch.long, device=dev)
             z = torch.zeros(0, dtype=torch.float64, device=dev)
-            return crowdpose_ap_stats(e, torch.zeros(0, K, 3, dtype=torch.float64, device=dev), z, e,
-                                      torch.zeros(0, K, 3, dtype=torch.float64, device=dev),
-                                      torch.zeros(0, 4, dtype=torch.float64, device=dev), e, e, e, e, z,
-                                      sigmas=self.sigmas, max_dets=self.max_dets)
+            kp = torch.zeros(0, K, 3, dtype=torch.float64, device=dev)
+            return {"dt_image": e, "dt_keypoints": kp, "dt_scores": z, "gt_image": e, "gt_keypoints": kp,
+                    "gt_bbox": torch.zeros(0, 4, dtype=torch.float64, device=dev), "gt_iscrowd": e,
+                    "gt_num_keypoints": e, "gt_ids": e, "image_ids": e, "crowd_index": z}
         img = dim_zero_cat(self.img_ids)
-        ci = dim_zero_cat(self.crowd_index)
         u = _dedupe(img, torch.zeros_like(img))
         g = _dedupe(dim_zero_cat(self.gt_img), dim_zero_cat(self.gt_j))
         d = _dedupe(dim_zero_cat(self.dt_img), dim_zero_cat(self.dt_j))
-        return crowdpose_ap_stats(
-            dim_zero_cat(self.dt_img)[d], dim_zero_cat(self.dt_kpts)[d], dim_zero_cat(self.dt_scores)[d],
-            dim_zero_cat(self.gt_img)[g], dim_zero_cat(self.gt_kpts)[g], dim_zero_cat(self.gt_bbox)[g],
-            dim_zero_cat(self.gt_crowd)[g], dim_zero_cat(self.gt_nkp)[g], dim_zero_cat(self.gt_id)[g],
-            img[u], ci[u], sigmas=self.sigmas, max_dets=self.max_dets, dt_area=dim_zero_cat(self.dt_area)[d],
-        )
+        return {
+            "dt_image": dim_zero_cat(self.dt_img)[d], "dt_keypoints": dim_zero_cat(self.dt_kpts)[d],
+            "dt_scores": dim_zero_cat(self.dt_scores)[d], "dt_area": dim_zero_cat(self.dt_area)[d],
+            "gt_image": dim_zero_cat(self.gt_img)[g], "gt_keypoints": dim_zero_cat(self.gt_kpts)[g],
+            "gt_bbox": dim_zero_cat(self.gt_bbox)[g], "gt_iscrowd": dim_zero_cat(self.gt_crowd)[g],
+            "gt_num_keypoints": dim_zero_cat(self.gt_nkp)[g], "gt_ids": dim_zero_cat(self.gt_id)[g],
+            "image_ids": img[u], "crowd_index": dim_zero_cat(self.crowd_index)[u],
+        }
 
 
 # ---------------------------------------------------------------- the dataset
