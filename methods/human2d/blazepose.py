@@ -25,10 +25,21 @@ Pipeline, per image (top-down, on the dataset's person boxes, like every COCO to
    and COCO AP only ranks instances by this score;
 6. greedy OKS-NMS at ``oks_nms_threshold`` (mmpose's default 0.9; area = the crop's area) drops the
    duplicates that overlapping boxes of one person produce (``null`` keeps one instance per found box).
+
+mediapipe's C++ side logs through absl straight to file descriptor 2 (no environment variable or Python
+logger reaches it): each graph says "Feedback manager requires ..." on its first run, and the first person
+found brings the NORM_RECT note (moot here: the ROI is square). Until a graph has found its first person,
+its stderr is held and passed on without those known lines (:func:`stderr_without`), so errors still show.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -53,6 +64,16 @@ MODEL_FILES = ("modules/pose_landmark/pose_landmark_full.tflite", "modules/pose_
 
 #: Datasets whose keypoints are the 17 COCO joints and whose samples carry image_path and person_boxes.
 SUPPORTED_DATASETS = ("coco",)
+
+#: The one-time notices mediapipe 0.10.21 writes to stderr when a graph starts and first finds a person; they
+#: say nothing about the result. Matched whole, so any other line (an E or F log line) is passed on.
+MEDIAPIPE_NOISE = re.compile(
+    r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|W\d{4} \S+ +\d+ (inference_feedback_manager\.cc:\d+\] Feedback manager requires a model with a single "
+    r"signature inference\. Disabling support for feedback tensors\.$"
+    r"|landmark_projection_calculator\.cc:\d+\] Using NORM_RECT without IMAGE_DIMENSIONS is only supported for "
+    r"the square ROI\. Provide IMAGE_DIMENSIONS or use PROJECTION_MATRIX\.$)")
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,27 @@ def crop_to_image(xy_normalised: Tensor, crop: Crop) -> Tensor:
     return xy_normalised * crop.side + offset
 
 
+@contextlib.contextmanager
+def stderr_without(noise: re.Pattern[str]) -> Iterator[None]:
+    """Hold what reaches file descriptor 2 inside the block (C++ logs bypass ``sys.stderr``) and write back
+    every line that ``noise`` does not match, also when the block raises: real errors stay visible."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().splitlines(keepends=True)
+            kept = [ln for ln in lines if not noise.match(ln.decode("utf-8", "replace").rstrip("\r\n"))]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def mediapipe_model_dir() -> Path:
     """The installed mediapipe package folder, checked to hold the full landmark model and the detector.
 
@@ -140,30 +182,43 @@ class BlazePose(PoseMethod):
         self.config = config
         self.model_dir = mediapipe_model_dir()
         self._pose: Any = None  # the MediaPipe graph, built lazily once per process (it cannot be pickled)
+        self._settled = False  # True once the graph has found a person: its one-time notices are out
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_pose"] = None
+        state["_pose"], state["_settled"] = None, False
         return state
 
     def _solution(self) -> Any:
         if self._pose is None:
             import mediapipe as mp
 
-            self._pose = mp.solutions.pose.Pose(
-                static_image_mode=True,
-                model_complexity=1,
-                smooth_landmarks=False,
-                enable_segmentation=False,
-                min_detection_confidence=self.config.min_detection_confidence,
-                min_tracking_confidence=self.config.min_tracking_confidence,
-            )
+            with stderr_without(MEDIAPIPE_NOISE):
+                self._pose = mp.solutions.pose.Pose(
+                    static_image_mode=True,
+                    model_complexity=1,
+                    smooth_landmarks=False,
+                    enable_segmentation=False,
+                    min_detection_confidence=self.config.min_detection_confidence,
+                    min_tracking_confidence=self.config.min_tracking_confidence,
+                )
+            self._settled = False
         return self._pose
+
+    def _process(self, window: np.ndarray) -> Any:
+        """``Pose.process``, its stderr filtered until the graph's first person (see the module docstring)."""
+        pose = self._solution()
+        if self._settled:
+            return pose.process(window)
+        with stderr_without(MEDIAPIPE_NOISE):
+            result = pose.process(window)
+        self._settled = result.pose_landmarks is not None
+        return result
 
     def landmarks(self, window: np.ndarray) -> Tensor | None:
         """Run BlazePose on one ``(S, S, 3)`` uint8 RGB crop: ``(17, 3)`` float64 (x, y normalised to the
         crop, visibility) in COCO order, or None when it finds no person."""
-        result = self._solution().process(window)
+        result = self._process(window)
         if result.pose_landmarks is None:
             return None
         lm = result.pose_landmarks.landmark
