@@ -5,7 +5,7 @@ A paired bootstrap test of two leaderboard rows on the same samples. ``ROW`` nam
 several entries of that method on that dataset (VARIANT is the leaderboard's ``variant`` column, e.g.
 ``coco/blazepose`` or ``h36m/videopose3d/frame``). Both rows are recomputed here, in-process and
 single-process, exactly as the manifest says (predictions file, data_root, overrides); each metric gives its
-per-unit sufficient statistics (``bootstrap_stats``, bench/bootstrap.py) and both are re-weighted with the same
+per-unit sufficient statistics (``bootstrap_stats``, metrics/bootstrap.py) and both are re-weighted with the same
 resample draws, so the test is paired: the difference ``a - b``, its percentile 95% CI and a two-sided
 p-value (``2 * min(share of replicate differences <= 0, share >= 0)``, +1 corrected) are printed.
 ``key`` defaults to the headline metric (the first key the metric bootstraps: AP, AR, MPJPE, PCK@0.2, ...).
@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from bench import bootstrap
 from bench.errors import InputError
 from bench.manifest import MANIFEST, Entry, load_manifest
 from bench.types import collate_samples
+from metrics import bootstrap
 
 
 def find_entry(row: str, entries: list[Entry], manifest: Path) -> tuple[list[Entry], str | None]:

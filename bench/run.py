@@ -23,12 +23,13 @@ from torch.utils.data import DataLoader
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from bench import bootstrap, leaderboard, page, provenance
+from bench import leaderboard, page, provenance
 from bench.data.base import BenchmarkDataset
 from bench.errors import InputError
 from bench.registry import DATASETS, METHODS, load_all
 from bench.types import Sample, collate_samples
 from methods.base import PoseMethod, PredictionsFile
+from metrics import bootstrap
 
 REPO = provenance.REPO
 

@@ -641,7 +641,7 @@ class KeypointAP(Metric):
         return self.evaluate().precision
 
     def bootstrap_stats(self):
-        """Bootstrap over images (bench/bootstrap.py): AP ('all' areas), see :func:`image_ap_bootstrap`."""
+        """Bootstrap over images (metrics/bootstrap.py): AP ('all' areas), see :func:`image_ap_bootstrap`."""
         ids = torch.unique(dim_zero_cat(self.img_ids)).cpu() if len(self.img_ids) else torch.zeros(0, dtype=torch.long)
         return image_ap_bootstrap(self.evaluate(), ids)
 
@@ -656,7 +656,7 @@ def image_ap_bootstrap(res: KeypointAPResult, ids: Tensor):
     resampled images except for the order of equal-score detections of repeated images. ``ids`` are the
     scored image ids (ascending); a replicate with no regular GT gives NaN.
     """
-    from bench.bootstrap import BootstrapStats
+    from metrics.bootstrap import BootstrapStats
 
     a = res.area_labels.index("all")
     det_slot = torch.searchsorted(ids, res.det_image.cpu())

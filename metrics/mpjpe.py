@@ -310,12 +310,12 @@ class H36MPoseError(Metric):
         return {k: out[k] for k in (*H36M_METRICS, *[k for k in out if "/" in k])}
 
     def bootstrap_stats(self):
-        """Bootstrap over sequences (bench/bootstrap.py): MPJPE and P-MPJPE for weights ``(B, n_seq)``.
+        """Bootstrap over sequences (metrics/bootstrap.py): MPJPE and P-MPJPE for weights ``(B, n_seq)``.
 
         A sequence drawn k times weighs k x T in its action (or in the pool); an action absent from a
         replicate is left out of the mean over actions, as compute() leaves out actions with no sequence.
         """
-        from bench.bootstrap import BootstrapStats
+        from metrics.bootstrap import BootstrapStats
 
         ids, act, frames, errs = self._gathered()
         errs2 = errs[:, :2].cpu()
@@ -407,8 +407,8 @@ class PCK3D(Metric):
         return {"PCK3D": curve[-1], "AUC": curve.mean(), "MPJPE": err_sum / counts[1]}
 
     def bootstrap_stats(self):
-        """Bootstrap over sequences (bench/bootstrap.py): PCK3D (150 mm) pooled with weights ``(B, n)``."""
-        from bench.bootstrap import BootstrapStats
+        """Bootstrap over sequences (metrics/bootstrap.py): PCK3D (150 mm) pooled with weights ``(B, n)``."""
+        from metrics.bootstrap import BootstrapStats
 
         def cat(x):
             return torch.cat(x) if isinstance(x, list) else x

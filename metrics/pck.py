@@ -137,8 +137,8 @@ class CapePCK(Metric):
         return out
 
     def bootstrap_stats(self):
-        """Bootstrap over episode-queries (bench/bootstrap.py): PCK@0.2, the weighted mean of per-query PCK."""
-        from bench.bootstrap import BootstrapStats
+        """Bootstrap over episode-queries (metrics/bootstrap.py): PCK@0.2, the weighted mean of per-query PCK."""
+        from metrics.bootstrap import BootstrapStats
         from metrics.common import unique_sorted
 
         sid = dim_zero_cat(self.sample_id).cpu() if not (isinstance(self.sample_id, list) and not self.sample_id) \

@@ -110,12 +110,12 @@ class PCKh(Metric):
                           dim_zero_cat(self.head_size)[sel], self.thr)
 
     def bootstrap_stats(self):
-        """Bootstrap over annotated people (bench/bootstrap.py): PCKh at ``thr`` (the 14-joint pooled share).
+        """Bootstrap over annotated people (metrics/bootstrap.py): PCKh at ``thr`` (the 14-joint pooled share).
 
         PCKh = sum of hits over the 14 scored joints / their visible count (the count-weighted mean of the
         per-joint values), so per-sample hit and visible counts are sufficient.
         """
-        from bench.bootstrap import BootstrapStats
+        from metrics.bootstrap import BootstrapStats
 
         ids = dim_zero_cat(self.index).cpu()
         key, perm = torch.sort(ids, stable=True)

@@ -12,7 +12,7 @@ What it writes, in the official BOP layout (only what the BOP19 evaluation reads
   ``diameter`` = the largest distance between two vertices (toolkit ``calc_pts_diameter``).
 - ``test/0000SS/``: scenes 48, 53 and 58 with three images each. Objects rest on a large table plane
   (the background); the camera moves around them, so objects occlude each other. Depth = the z-buffer of
-  B1's renderer (bench.render) + Gaussian noise (sigma 1 mm) quantised by ``depth_scale`` 0.1, with 1.5% of
+  B1's renderer (metrics.render) + Gaussian noise (sigma 1 mm) quantised by ``depth_scale`` 0.1, with 1.5% of
   the pixels and half of the pixels along depth discontinuities missing (0). K is the YCB-V "uw" camera.
 - ``scene_gt_info.json``: the toolkit's ``calc_gt_info.py`` procedure (object rendered alone on a 3x larger
   canvas for ``px_count_all``; distance images; bop19 visibility with delta 15 mm, float32 difference;
@@ -36,7 +36,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.render import render_depth, render_scene_depth
+from metrics.render import render_depth, render_scene_depth
 
 SEED = 20251123
 W, H = 640, 480

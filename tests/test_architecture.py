@@ -1,15 +1,24 @@
 """The dependency rules of the layout, checked on the source (an AST walk, no imports executed).
 
+- ``metrics/`` depends on torch, torchmetrics, numpy/scipy (numba for the compiled BOP kernels), the standard
+  library and itself: a user can take the metrics into a training loop without the harness or the methods.
+- ``methods/`` reads no dataset or results files: no import of the readers (``bench.data``, ``bench.predictions``);
+  what a method needs from the data arrives through the Sample or the dataset's info object.
 - No import cycles between the project's modules, counting every import in a file (module level, inside
   functions, under ``TYPE_CHECKING``): a cycle hidden in a function is still a cycle a reader has to untangle.
 """
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("bench", "methods", "metrics")
+METRICS_MAY_IMPORT = {"torch", "torchmetrics", "numpy", "scipy", "numba", "metrics"}
+READERS = ("bench.data", "bench.predictions")
 
 
 def module_name(path: Path) -> str:
@@ -90,3 +99,43 @@ def test_no_import_cycles():
              for m, deps in graph.items()}
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """First components of every absolute import in ``path`` (relative imports stay inside the package)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_metrics_import_only_torch_numpy_scipy_and_themselves():
+    bad = {}
+    for p in sorted((REPO / "metrics").rglob("*.py")):
+        extra = {m for m in top_level_imports(p) if m not in METRICS_MAY_IMPORT and m not in sys.stdlib_module_names}
+        if extra:
+            bad[str(p.relative_to(REPO))] = sorted(extra)
+    assert not bad, f"metrics/ must not import these: {bad}"
+
+
+def test_every_metrics_module_imports_with_bench_and_methods_absent(tmp_path):
+    shutil.copytree(REPO / "metrics", tmp_path / "metrics", ignore=shutil.ignore_patterns("__pycache__"))
+    names = sorted(module_name(p) for p in (REPO / "metrics").rglob("*.py"))
+    code = ("import importlib, sys\n"
+            f"for n in {names!r}:\n    importlib.import_module(n)\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('bench', 'methods')]\n")
+    r = subprocess.run([sys.executable, "-c", code], check=False, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path),
+                       "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_methods_import_no_dataset_or_results_reader():
+    modules = project_modules()
+    bad = {m: sorted(d for d in deps if d.startswith(READERS))
+           for m, deps in import_graph().items() if m.startswith("methods")}
+    bad = {m: d for m, d in bad.items() if d}
+    assert not bad, f"methods/ must not import readers: {bad}"
+    assert modules  # the walk found the project

@@ -1,4 +1,4 @@
-"""Bootstrap CIs (bench/bootstrap.py) and the metrics' ``bootstrap_stats``.
+"""Bootstrap CIs (metrics/bootstrap.py) and the metrics' ``bootstrap_stats``.
 
 - Known distribution: per-frame MPJPE errors drawn from N(50 mm, 10 mm); the bootstrap percentile interval of
   the mean must agree with the analytic t interval ``mean +- t_{0.975, n-1} s / sqrt(n)`` (scipy) within 8% of
@@ -22,7 +22,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from bench.bootstrap import confidence_intervals, paired_bootstrap, resample_counts
+from metrics.bootstrap import confidence_intervals, paired_bootstrap, resample_counts
 from metrics.keypoint_ap import KeypointAP
 from metrics.mpjpe import H36MPoseError
 from metrics.pck import CapePCK

@@ -14,10 +14,10 @@ import json
 import pytest
 import yaml
 
-from bench.bootstrap import confidence_intervals
 from bench.compare import compare, score
 from bench.errors import InputError
 from bench.manifest import load_manifest
+from metrics.bootstrap import confidence_intervals
 from tests.conftest import perturbed_results, run_cli
 
 

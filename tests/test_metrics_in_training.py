@@ -100,7 +100,7 @@ def test_keypoint_ap_and_mpjpe_in_validation_step_with_two_processes_equal_the_c
     torch.save(pairs, tmp_path / "pairs.pt")
     (tmp_path / "train.py").write_text(SCRIPT)
     r = subprocess.run([sys.executable, str(tmp_path / "train.py"), str(tmp_path / "pairs.pt"),
-                        str(tmp_path / "values.json")], cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+                        str(tmp_path / "values.json")], check=False, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     trained = json.loads((tmp_path / "values.json").read_text())

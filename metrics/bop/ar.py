@@ -32,12 +32,12 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from bench.render.raster import MeshBank
 from metrics.bop import pose_error
 from metrics.bop.model import ObjectModel
 from metrics.bop.recall import dense_groups, greedy_match, recall_at, valid_gt_mask, vocap_auc
 from metrics.bop.symmetries import symmetry_transformations
 from metrics.common import one_cpu_thread
+from metrics.render.raster import MeshBank
 
 __all__ = ["BOP19_CORRECT_TH", "BOP19_MSPD_TH", "BOP19_TAUS", "BOPAR"]
 
@@ -333,12 +333,12 @@ class BOPAR(Metric):
         return {k: v.to(torch.float64) for k, v in self.compute_details()["metrics"].items()}
 
     def bootstrap_stats(self):
-        """Bootstrap over test images (bench/bootstrap.py): AR = mean of AR_VSD, AR_MSSD and AR_MSPD.
+        """Bootstrap over test images (metrics/bootstrap.py): AR = mean of AR_VSD, AR_MSSD and AR_MSPD.
 
         Matching is per (image, object), so each valid GT's hit at every (tau,) threshold is fixed; a
         replicate's recall is ``sum_i w_i hits_i / sum_i w_i targets_i`` over images i, averaged per error.
         """
-        from bench.bootstrap import BootstrapStats
+        from metrics.bootstrap import BootstrapStats
 
         d = self.compute_details()
         sample, valid = d["gt_sample"].cpu(), d["gt_valid"].cpu()

@@ -3,7 +3,7 @@
 VSD renders and compares per (estimate, GT) pair in compiled loops. Why: the torch path
 (:func:`metrics.bop.pose_error.vsd_batch`, used on CUDA) is batched over pairs, but on a CPU its
 dozens of full-size temporaries per pixel cost more than the arithmetic; compiled loops touch each pixel a few
-times. Both paths share every convention of ``bench/render/raster.py`` (pixel centres at ``c + 0.5``, window
+times. Both paths share every convention of ``metrics/render/raster.py`` (pixel centres at ``c + 0.5``, window
 coordinates snapped to 1/256 px, the top-left fill rule as a half-lattice bias, exact float64 edge functions,
 perspective-correct ``1/z`` plane, float32 depth buffer) and of ``pose_error._vsd_chunk`` (distance images at
 integer pixel coordinates, float32 visibility differences, ``bop19`` visibility), so they agree bit for bit

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bench.render.raster import MeshBank, RenderJobs, rasterize
 from metrics.bop import cpu_kernels
+from metrics.render.raster import MeshBank, RenderJobs, rasterize
 
 __all__ = [
     "add",

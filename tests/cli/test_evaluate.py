@@ -48,7 +48,7 @@ def test_devices_1_2_3_give_identical_metrics_and_csv_bytes(tmp_path, coco7):
         assert m["provenance"]["world_size"] == devices and m["num_samples"] == 7
         outs[devices] = (m["metrics"], (lb / "human2d" / "coco.csv").read_bytes())
     assert outs[1] == outs[2] == outs[3]
-    # the bootstrap CI of AP (bench/bootstrap.py) is part of both, so it is world-size invariant too
+    # the bootstrap CI of AP (metrics/bootstrap.py) is part of both, so it is world-size invariant too
     m = outs[1][0]
     assert m["AP_ci_low"] <= m["AP"] <= m["AP_ci_high"] and m["AP_ci_low"] < m["AP_ci_high"]
     assert b"AP_ci_low,AP_ci_high" in outs[1][1]

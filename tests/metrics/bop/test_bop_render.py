@@ -1,4 +1,4 @@
-"""The torch depth rasteriser (bench/render) on analytic scenes and against the toolkit's own renders.
+"""The torch depth rasteriser (metrics/render) on analytic scenes and against the toolkit's own renders.
 
 Analytic: a square facing the camera at depth Z covers exactly the pixels whose sampling point (c+0.5, r+0.5)
 lies inside its projection and has depth Z there; a tilted plane has the ray-plane depth. Toolkit: scene_gt_info
@@ -12,7 +12,7 @@ import pytest
 import torch
 from bop_golden_io import case_dir, load_models, load_targets
 
-from bench.render import render_depth, render_scene_depth
+from metrics.render import render_depth, render_scene_depth
 
 K = torch.tensor([[500.0, 0.0, 320.0], [0.0, 520.0, 240.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
 

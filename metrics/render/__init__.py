@@ -1,5 +1,5 @@
 """Batched torch depth rendering (z-buffer, pinhole K, triangle meshes), CPU and CUDA, no OpenGL."""
-from bench.render.raster import (
+from metrics.render.raster import (
     MeshBank,
     RenderJobs,
     project_points,
