@@ -39,16 +39,15 @@ from omegaconf import OmegaConf
 from bench.data.crowdpose import (
     ANN_FILE,
     BUNDLED_BOXES,
-    CROWDPOSE_SIGMAS,
     METRIC_KEYS,
     CrowdPose,
-    CrowdPoseAP,
     build_crowdpose,
-    crowd_split,
     read_crowdpose_gt,
 )
 from bench.errors import InputError
 from bench.registry import DATASETS
+from metrics.crowdpose_ap import CrowdPoseAP, crowd_split
+from metrics.skeletons import CROWDPOSE_SIGMAS
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "bench" / "data" / "samples" / "crowdpose"
