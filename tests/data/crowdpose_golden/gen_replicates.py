@@ -36,7 +36,8 @@ def resampled(gt, dets, copies):
 
 
 def ap(gt, dets, sigmas):
-    from xtcocotools.coco import COCO  # the reference, imported here: pytest's doctest collection imports this file
+    # the reference, imported here: pytest's doctest collection imports this file
+    from xtcocotools.coco import COCO
     from xtcocotools.cocoeval import COCOeval
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
@@ -52,8 +53,10 @@ def ap(gt, dets, sigmas):
 
 
 def main():
-    golden = json.load(open(sys.argv[1]))
-    sample = json.load(open(sys.argv[2]))
+    with open(sys.argv[1]) as f:
+        golden = json.load(f)
+    with open(sys.argv[2]) as f:
+        sample = json.load(f)
     out = {}
     for ci, case in enumerate(golden["cases"]):
         gt = sample if case["gt"] == "sample" else case["gt"]
