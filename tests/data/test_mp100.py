@@ -11,7 +11,8 @@ annotation ids by matching each ``db`` record to the one annotation of its image
 float32 keypoints, and written per episode as ``[category_id, [support ids], [query ids]]``:
 ``episodes_split1-test-{1,5}shot.json.gz`` in full, and for all 20 (split, subset, shots) variants the
 sha256 of ``json.dumps(episodes, separators=(",", ":"))`` plus the number of db records kept after filtering
-(``golden.json``). The throwaway runner script is not part of the repo.
+(``golden.json``). Reproduced by ``tests/data/mp100_golden/gen_golden.py``; command and commit in
+``tests/data/mp100_golden/PROVENANCE.md``.
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The ``mpii`` dataset and PCKh against mmpose 0.x ``TopDownMpiiDataset.evaluate``.
 
-Golden numbers (tests/data/mpii_golden/): ``gen.py`` (not in the repo) took ``evaluate`` from
+Golden numbers (tests/data/mpii_golden/, reproduced by ``tests/data/mpii_golden/gen_golden.py``; command and
+commit in its PROVENANCE.md): the generator takes ``evaluate`` from
 open-mmlab/mmpose at the parent of commit 63d7696c1 (``mmpose/datasets/datasets/top_down/
 topdown_mpii_dataset.py``, the last 0.x version), ran its body unchanged (decorator stripped) with numpy
-1.26.4 / scipy in a scratch venv (``/tmp/venv-xtc/bin/python gen.py OUT``) on
+1.26.4 / scipy in a scratch venv, on
 
 - ``mpii_gt_val.mat``: 60 synthetic persons from ``np.random.default_rng(2024)`` (joints uniform in
   [50, 900], 15% of joints missing, person 5 with no visible joint, head boxes of half-size 8-40 px around
