@@ -1,8 +1,9 @@
 """The static HTML leaderboard page (``python -m bench report [out=DIR]``) and the curve data it plots.
 
-Curves: a run writes ``curves.json`` beside metrics.json (:func:`extract` picks what each metric can plot:
-PR curves for COCO AP, PCK against the threshold for MP-100 / 3DHP, recall against the threshold for BOP,
-per-action errors for H36M, per-part PCKh for MPII). ``bench leaderboards`` copies each manifest row's file to
+Curves: a run writes ``curves.json`` beside metrics.json: the plots the metric returns from ``curves()``
+(metrics/protocol.py: PR curves for COCO AP, PCK against the threshold for MP-100 / 3DHP, recall against the
+threshold for BOP, per-action errors for H36M, per-part PCKh for MPII); the page only draws them.
+``bench leaderboards`` copies each manifest row's file to
 ``leaderboards/curves/<family>/<dataset>/<method>[__<variant>].json``, so the page is built from committed
 files only. The format is generic, one list of plots::
 
@@ -28,8 +29,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bench.leaderboard import BOP_CORE, KEY_COLUMNS, read_rows
 from bench.provenance import REPO
 
@@ -39,101 +38,6 @@ FRACTIONS = frozenset({"recall", "precision", "pck", "pckh", "pck3d", "ap", "ar"
 
 
 # ------------------------------------------------------------------------------------------------ curves
-
-
-def _r(x: float) -> float | None:
-    x = float(x)
-    return None if math.isnan(x) else round(x, 6)
-
-
-def _plot(title: str, kind: str, xlabel: str, ylabel: str, x: list, series: dict[str, list]) -> dict[str, Any]:
-    return {"title": title, "kind": kind, "xlabel": xlabel, "ylabel": ylabel,
-            "x": [v if isinstance(v, str) else _r(v) for v in x],
-            "series": {k: [_r(v) for v in ys] for k, ys in series.items()}}
-
-
-def extract(metric) -> dict[str, Any]:
-    """``{"plots": [...]}`` for a computed metric (empty when the metric has nothing to plot)."""
-    name = type(metric).__name__
-    try:
-        fn = _EXTRACTORS[name]
-    except KeyError:
-        return {}
-    plots = fn(metric)
-    return {"plots": plots} if plots else {}
-
-
-def _keypoint_ap(m) -> list[dict]:
-    res = m.evaluate()
-    labels = list(res.area_labels)
-    if "all" not in labels:
-        return []
-    a = labels.index("all")
-    prec = res.precision[:, :, a].cpu()  # (T, R)
-    thr = res.oks_thresholds.cpu().tolist()
-    series = {}
-    for want in (0.5, 0.75):
-        hits = [i for i, t in enumerate(thr) if abs(t - want) < 1e-9]
-        if hits:
-            series[f"OKS {want:.2f}"] = prec[hits[0]].tolist()
-    series["mean OKS .50:.95"] = prec.mean(0).tolist()
-    return [_plot("Precision-recall (all areas)", "line", "recall", "precision", res.rec_thresholds.cpu().tolist(), series)]
-
-
-def _bop(m) -> list[dict]:
-    d = m.compute_details()["recalls"]
-    out = []
-    vsd: dict[float, list[float]] = {}
-    for r in d["vsd"]:
-        vsd.setdefault(r["correct_th"], []).append(r["recall"])
-    if vsd:
-        xs = sorted(vsd)
-        out.append(_plot("VSD recall (mean over tau)", "line", "correct threshold (x diameter)", "recall", xs,
-                         {"VSD": [sum(vsd[x]) / len(vsd[x]) for x in xs]}))
-    for key, title, xlabel in (("mssd", "MSSD recall", "threshold (x diameter)"),
-                               ("mspd", "MSPD recall", "threshold (px, 640 wide)")):
-        rows = d[key]
-        if rows:
-            out.append(_plot(title, "line", xlabel, "recall", [r["correct_th"] for r in rows],
-                             {key.upper(): [r["recall"] for r in rows]}))
-    return out
-
-
-def _cape(m) -> list[dict]:
-    v = m.compute()
-    return [_plot("PCK against threshold", "line", "threshold (x box size)", "PCK", list(m.thresholds),
-                  {"PCK": [float(v[f"PCK@{t}"]) for t in m.thresholds]})]
-
-
-def _h36m(m) -> list[dict]:
-    v = m.compute()
-    acts = [a for a in m.actions if not math.isnan(float(v[f"MPJPE/{a}"]))]
-    return [_plot("Error per action", "bar", "action", "mm", acts,
-                  {k: [float(v[f"{k}/{a}"]) for a in acts] for k in ("MPJPE", "P-MPJPE")})]
-
-
-def _pck3d(m) -> list[dict]:
-    from metrics.common import unique_sorted
-
-    def cat(x):
-        return torch.cat(x) if isinstance(x, list) else x
-
-    keep = unique_sorted(cat(m.seq_id).cpu())
-    n_thr = m.thresholds.numel()
-    hits = cat(m.seq_hits).reshape(-1, n_thr).cpu()[keep].sum(0).to(torch.float64)
-    count = cat(m.seq_counts).reshape(-1, 2).cpu()[keep].sum(0).to(torch.float64)[0]
-    return [_plot("PCK3D against threshold", "line", "threshold (mm)", "PCK", m.thresholds.cpu().tolist(),
-                  {"PCK3D": (hits / count).tolist()})]
-
-
-def _pckh(m) -> list[dict]:
-    v = m.compute()
-    parts = ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"]
-    return [_plot(f"PCKh@{m.thr:g} per part", "bar", "part", "PCKh", parts, {"PCKh": [float(v[p]) for p in parts]})]
-
-
-_EXTRACTORS = {"KeypointAP": _keypoint_ap, "BOPAR": _bop, "CapePCK": _cape, "H36MPoseError": _h36m,
-               "PCK3D": _pck3d, "PCKh": _pckh}
 
 
 def dumps(data: dict[str, Any]) -> bytes:

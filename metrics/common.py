@@ -1,4 +1,4 @@
-"""Small helpers the metrics share: sample deduplication and CPU threading."""
+"""Small helpers the metrics share: cat states, sample deduplication and CPU threading."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -6,7 +6,22 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-__all__ = ["one_cpu_thread", "unique_sorted"]
+__all__ = ["as_id", "cat_state", "is_empty_state", "one_cpu_thread", "unique_sorted"]
+
+
+def is_empty_state(state) -> bool:
+    """Whether a ``cat`` state holds nothing: it is a list before a DDP sync and a tensor after it."""
+    return len(state) == 0 if isinstance(state, list) else state.numel() == 0
+
+
+def cat_state(state) -> Tensor:
+    """A non-empty ``cat`` state as one tensor (a list of per-update tensors before a sync, one after)."""
+    return torch.cat(state) if isinstance(state, list) else state
+
+
+def as_id(value, device) -> Tensor:
+    """A sample id (or any integer) as the ``(1,)`` int64 tensor a ``cat`` state appends."""
+    return torch.as_tensor(value, dtype=torch.int64, device=device).reshape(1)
 
 
 def unique_sorted(ids: Tensor) -> Tensor:

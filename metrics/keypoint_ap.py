@@ -50,18 +50,14 @@ import numba
 import numpy as np
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from metrics.bootstrap import BootstrapStats
 from metrics.common import one_cpu_thread
+from metrics.protocol import PoseMetric, plot_dict
+from metrics.skeletons import COCO_SIGMAS
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-
-COCO_SIGMAS = torch.tensor(
-    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89],
-    dtype=torch.float64,
-) / 10.0
-"""Per-keypoint OKS sigmas of the 17 COCO body keypoints (pycocotools ``kpt_oks_sigmas``)."""
 
 # (label, lo, hi): pycocotools' keypoint area ranges; both ends inclusive.
 COCO_AREA_RANGES: tuple[tuple[str, float, float], ...] = (
@@ -225,7 +221,8 @@ class KeypointAPResult:
     """Everything COCOeval.accumulate/summarize give for one category and ``maxDets``.
 
     ``precision``: (T, R, A), -1 where an area range has no regular GT; ``recall``: (T, A);
-    ``stats``: the 10 summary numbers keyed by :data:`STAT_KEYS`; thresholds and area labels for plotting.
+    ``stats``: the summary numbers (keyed by :data:`STAT_KEYS`; a metric may put its own summary there, as
+    CrowdPoseAP does); thresholds and area labels for plotting.
     """
 
     precision: Tensor
@@ -241,6 +238,8 @@ class KeypointAPResult:
     det_fp: Tensor | None = None
     gt_image: Tensor | None = None
     gt_regular: Tensor | None = None
+    # every scored image id, ascending (set by the metrics: the bootstrap's units, images without GT included)
+    image_ids: Tensor | None = None
 
 
 def _mean_valid(s: Tensor) -> Tensor:
@@ -516,7 +515,7 @@ def _summarize(precision: Tensor, recall: Tensor, thr: Tensor, labels: Sequence[
     return {k: v.to(torch.float64).to(dev) for k, v in out.items()}
 
 
-class KeypointAP(Metric):
+class KeypointAP(PoseMetric):
     """COCO keypoint AP/AR (OKS) exactly as pycocotools ``COCOeval(iouType='keypoints')``.
 
     ``update(preds, target)`` takes one dict per image (torchmetrics convention):
@@ -550,6 +549,8 @@ class KeypointAP(Metric):
     full_state_update = False
     higher_is_better = True
     is_differentiable = False
+    bootstrap_unit = "image"
+    headline = ("AP", "AR")
 
     def __init__(
         self,
@@ -607,57 +608,85 @@ class KeypointAP(Metric):
             area = _kp_extent(kps)
         self.dt_area.append(area)
 
-    def evaluate(self) -> KeypointAPResult:
-        """Full result (precision T x R x A for PR curves, recall, stats) over the deduplicated states."""
-        with one_cpu_thread(self.device):
-            return self._evaluate()
-
-    def _evaluate(self) -> KeypointAPResult:
+    def _flat(self) -> dict[str, Tensor]:
+        """The deduplicated states sorted by image id: keyword arguments of :func:`keypoint_ap_stats` plus
+        ``image_ids`` (every scored image once, ascending)."""
+        dev, K = self.device, self.num_keypoints
         if len(self.img_ids) == 0:
-            empty = torch.zeros(0, dtype=torch.long, device=self.device)
-            return keypoint_ap_stats(empty, torch.zeros(0, self.num_keypoints, 3, device=self.device),
-                                     torch.zeros(0, device=self.device), empty,
-                                     torch.zeros(0, self.num_keypoints, 3, device=self.device),
-                                     torch.zeros(0, device=self.device), torch.zeros(0, 4, device=self.device),
-                                     empty, empty, empty, **self._kernel_args())
+            e = torch.zeros(0, dtype=torch.long, device=dev)
+            z = torch.zeros(0, dtype=torch.float64, device=dev)
+            kp = torch.zeros(0, K, 3, dtype=torch.float64, device=dev)
+            box = torch.zeros(0, 4, dtype=torch.float64, device=dev)
+            return {"dt_image": e, "dt_keypoints": kp, "dt_scores": z, "dt_area": z, "gt_image": e,
+                    "gt_keypoints": kp, "gt_area": z, "gt_bbox": box, "gt_iscrowd": e, "gt_num_keypoints": e,
+                    "gt_ids": e, "image_ids": e}
         g = _dedupe(dim_zero_cat(self.gt_img), dim_zero_cat(self.gt_j))
         d = _dedupe(dim_zero_cat(self.dt_img), dim_zero_cat(self.dt_j))
-        return keypoint_ap_stats(
-            dim_zero_cat(self.dt_img)[d], dim_zero_cat(self.dt_kpts)[d], dim_zero_cat(self.dt_scores)[d],
-            dim_zero_cat(self.gt_img)[g], dim_zero_cat(self.gt_kpts)[g], dim_zero_cat(self.gt_area)[g],
-            dim_zero_cat(self.gt_bbox)[g], dim_zero_cat(self.gt_crowd)[g], dim_zero_cat(self.gt_nkp)[g],
-            dim_zero_cat(self.gt_id)[g], dt_area=dim_zero_cat(self.dt_area)[d], **self._kernel_args(),
-        )
+        return {
+            "dt_image": dim_zero_cat(self.dt_img)[d], "dt_keypoints": dim_zero_cat(self.dt_kpts)[d],
+            "dt_scores": dim_zero_cat(self.dt_scores)[d], "dt_area": dim_zero_cat(self.dt_area)[d],
+            "gt_image": dim_zero_cat(self.gt_img)[g], "gt_keypoints": dim_zero_cat(self.gt_kpts)[g],
+            "gt_area": dim_zero_cat(self.gt_area)[g], "gt_bbox": dim_zero_cat(self.gt_bbox)[g],
+            "gt_iscrowd": dim_zero_cat(self.gt_crowd)[g], "gt_num_keypoints": dim_zero_cat(self.gt_nkp)[g],
+            "gt_ids": dim_zero_cat(self.gt_id)[g],
+            "image_ids": dim_zero_cat(self.img_ids)[self._image_rows()],
+        }
 
-    def _kernel_args(self) -> dict:
-        return {"sigmas": self.sigmas, "max_dets": self.max_dets, "oks_thresholds": self.oks_thresholds,
-                "area_ranges": self.area_ranges, "rec_thresholds": self.rec_thresholds}
+    def _image_rows(self) -> Tensor:
+        """The rows of the ``img_ids`` state that keep one copy of each scored image, by ascending id."""
+        img = dim_zero_cat(self.img_ids)
+        return _dedupe(img, torch.zeros_like(img))
 
-    def compute(self) -> dict[str, Tensor]:
-        return self.evaluate().stats
+    def _evaluate(self) -> KeypointAPResult:
+        """pycocotools' evaluate + accumulate + summarize of the deduplicated states (precision T x R x A for
+        PR curves, recall, stats, the per-detection flags of the bootstrap)."""
+        with one_cpu_thread(self.device):
+            flat = self._flat()
+            ids = flat.pop("image_ids")
+            res = keypoint_ap_stats(**flat, sigmas=self.sigmas, max_dets=self.max_dets,
+                                    oks_thresholds=self.oks_thresholds, area_ranges=self.area_ranges,
+                                    rec_thresholds=self.rec_thresholds)
+        res.image_ids = ids.cpu()
+        return res
+
+    def values(self, result: KeypointAPResult) -> dict[str, Tensor]:
+        return result.stats
 
     def compute_precision(self) -> Tensor:
         """Precision (T, R, A) at the OKS thresholds x recall thresholds x area ranges (for PR curves)."""
         return self.evaluate().precision
 
-    def bootstrap_stats(self):
+    def bootstrap(self, result: KeypointAPResult) -> BootstrapStats:
         """Bootstrap over images (metrics/bootstrap.py): AP ('all' areas), see :func:`image_ap_bootstrap`."""
-        ids = torch.unique(dim_zero_cat(self.img_ids)).cpu() if len(self.img_ids) else torch.zeros(0, dtype=torch.long)
-        return image_ap_bootstrap(self.evaluate(), ids)
+        return image_ap_bootstrap(result, result.image_ids)
+
+    def plots(self, result: KeypointAPResult) -> list[dict]:
+        """The precision-recall curves of the 'all' area range at OKS .50, .75 and their mean over .50:.95."""
+        labels = list(result.area_labels)
+        if "all" not in labels:
+            return []
+        prec = result.precision[:, :, labels.index("all")].cpu()  # (T, R)
+        thr = result.oks_thresholds.cpu().tolist()
+        series = {}
+        for want in (0.5, 0.75):
+            hits = [i for i, t in enumerate(thr) if abs(t - want) < 1e-9]
+            if hits:
+                series[f"OKS {want:.2f}"] = prec[hits[0]].tolist()
+        series["mean OKS .50:.95"] = prec.mean(0).tolist()
+        return [plot_dict("Precision-recall (all areas)", "line", "recall", "precision",
+                          result.rec_thresholds.cpu().tolist(), series)]
 
 
-def image_ap_bootstrap(res: KeypointAPResult, ids: Tensor):
+def image_ap_bootstrap(res: KeypointAPResult, ids: Tensor) -> BootstrapStats:
     """Bootstrap over images of one evaluation's AP ('all' areas, mean over OKS thresholds).
 
     ``res`` is the evaluation whose rules the replicates must follow (COCO here, CrowdPose's keypoints_crowd
-    rules in bench/data/crowdpose.py): matching is per image, so each detection's TP/FP flags are fixed; a
+    rules in metrics/crowdpose_ap.py): matching is per image, so each detection's TP/FP flags are fixed; a
     replicate weights every detection and regular GT by its image's draw count and redoes pycocotools'
     accumulation (cumulative TP/FP, monotone precision, 101 recall points). Equal to re-evaluating the
     resampled images except for the order of equal-score detections of repeated images. ``ids`` are the
     scored image ids (ascending); a replicate with no regular GT gives NaN.
     """
-    from metrics.bootstrap import BootstrapStats
-
     a = res.area_labels.index("all")
     det_slot = torch.searchsorted(ids, res.det_image.cpu())
     tp = res.det_tp[:, :, a].cpu().t().to(torch.float64)  # (T, D)

@@ -1,4 +1,4 @@
-"""3D joint errors: MPJPE, P-MPJPE, N-MPJPE, MPJVE (Human3.6M) and PCK3D / AUC (MPI-INF-3DHP).
+"""3D joint errors: MPJPE, P-MPJPE, N-MPJPE, MPJVE (Human3.6M). MPI-INF-3DHP's PCK3D is in metrics/pck3d.py.
 
 Kernels are pure float64 torch functions over ``(..., J, 3)`` poses that return one value per frame (or per
 frame pair for velocities); the reference value of a sequence is the mean of those. They reproduce
@@ -19,21 +19,19 @@ facebookresearch/VideoPose3D ``common/loss.py`` and the aggregation of its ``run
 Per action, ``run.py`` weights each (subject, action, camera) sequence by its frame count T and reports the
 unweighted mean over the 15 actions. Everything is computed in float64 (VideoPose3D's own float32 path
 differs by up to 3e-5 mm).
-
-MPI-INF-3DHP (official ``mpii_compute_3d_pck.m``): per-joint errors in mm on valid frames; PCK3D = fraction
-of joint errors ``< 150`` (strict), AUC = mean PCK over thresholds ``0:5:150`` (``linspace(0,150,31)``),
-pooled over all frames; the official grouping scores 14 joints (not root, spine, head), mmpose scores all
-17. MPJPE is over all 17 joints. Results are fractions, not percent.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
-from metrics.common import unique_sorted
+from metrics.bootstrap import BootstrapStats
+from metrics.common import as_id, cat_state, is_empty_state, unique_sorted
+from metrics.protocol import PoseMetric, plot_dict
 
 # --------------------------------------------------------------------------------------------- kernels
 
@@ -181,17 +179,6 @@ def mean_velocity_error(pred: Tensor, target: Tensor) -> Tensor:
     return velocity_errors(pred, target).mean()
 
 
-def pck_curve(errors: Tensor, thresholds: Tensor) -> Tensor:
-    """Hit counts ``sum(errors < t)`` for each ascending threshold (strict, as ``mpii_compute_3d_pck.m``).
-
-    ``searchsorted(right=True)`` gives each error the index of the first threshold above it; a cumulative
-    histogram of those indices is the count per threshold, without an errors x thresholds table.
-    """
-    first_above = torch.searchsorted(thresholds, errors.reshape(-1).contiguous(), right=True)
-    counts = torch.bincount(first_above, minlength=thresholds.numel() + 1)
-    return counts.cumsum(0)[: thresholds.numel()]
-
-
 PRED_ROOT_MODES = ("zero", "keep", "subtract")
 
 
@@ -209,17 +196,6 @@ def prepare_pred_root(pred: Tensor, mode: str, root: int = 0) -> Tensor:
     raise ValueError(f"unknown root mode {mode!r}; expected one of {PRED_ROOT_MODES}")
 
 
-
-
-def _is_empty(state) -> bool:
-    """A cat state is a list before sync and a tensor after it."""
-    return len(state) == 0 if isinstance(state, list) else state.numel() == 0
-
-
-def _as_id(value, device) -> Tensor:
-    return torch.as_tensor(value, dtype=torch.int64, device=device).reshape(1)
-
-
 # --------------------------------------------------------------------------------------------- H36M
 
 H36M_ACTIONS: tuple[str, ...] = (
@@ -229,13 +205,24 @@ H36M_ACTIONS: tuple[str, ...] = (
 H36M_METRICS: tuple[str, ...] = ("MPJPE", "P-MPJPE", "N-MPJPE", "MPJVE")
 
 
-class H36MPoseError(Metric):
+class SequenceErrors(NamedTuple):
+    """The evaluated states of :class:`H36MPoseError`: per sequence (ascending id) its action index, frame
+    count and mean errors ``(n, 4)`` in metres (MPJPE, P-MPJPE, N-MPJPE, MPJVE)."""
+
+    ids: Tensor
+    action: Tensor
+    frames: Tensor
+    errors: Tensor
+
+
+class H36MPoseError(PoseMetric):
     """MPJPE, P-MPJPE, N-MPJPE and MPJVE (mm) over Human3.6M sequences, per action and their mean.
 
     ``update(preds, targets)``: lists of dicts, one per sequence; ``pred["joints"]`` and
     ``target["joints"]`` are ``(T, J, 3)`` metres (GT root-relative), ``target["sample_id"]`` the sequence id
     and ``target["action"]`` the action index into ``actions``. Each sequence's four errors are computed in
-    float64 at update; compute() drops duplicate sequence ids (sampler padding), sorts by id and averages.
+    float64 at update; the evaluation drops duplicate sequence ids (sampler padding) and sorts by id,
+    compute() averages.
 
     ``aggregation="action"``: per action, sequences weighted by T; headline = unweighted mean over the actions
     present (VideoPose3D ``run_evaluation``). ``"frame"``: all sequences pooled, weighted by T (VideoPose3D
@@ -245,6 +232,8 @@ class H36MPoseError(Metric):
     full_state_update = False
     higher_is_better = False
     is_differentiable = False
+    bootstrap_unit = "sequence"
+    headline = ("MPJPE", "P-MPJPE")
 
     def __init__(self, actions: Sequence[str] = H36M_ACTIONS, pred_root: str = "zero",
                  aggregation: str = "action", root: int = 0, **kwargs):
@@ -270,23 +259,22 @@ class H36MPoseError(Metric):
             t = gt.shape[0]
             vel = mean_velocity_error(pr, gt) if t > 1 else torch.zeros((), dtype=torch.float64, device=gt.device)
             errs = torch.stack((mpjpe(pr, gt).mean(), p_mpjpe(pr, gt).mean(), n_mpjpe(pr, gt).mean(), vel))
-            self.seq_id.append(_as_id(g["sample_id"], gt.device))
-            self.seq_action.append(_as_id(g["action"], gt.device))
-            self.seq_frames.append(_as_id(t, gt.device))
+            self.seq_id.append(as_id(g["sample_id"], gt.device))
+            self.seq_action.append(as_id(g["action"], gt.device))
+            self.seq_frames.append(as_id(t, gt.device))
             self.seq_errors.append(errs.reshape(1, 4))
 
-    def _gathered(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        def cat(x):
-            return torch.cat(x) if isinstance(x, list) else x
-
-        ids, act, frames, errs = cat(self.seq_id), cat(self.seq_action), cat(self.seq_frames), cat(self.seq_errors)
-        keep = unique_sorted(ids)
-        return ids[keep], act[keep], frames[keep], errs[keep].reshape(-1, 4)
-
-    def compute(self) -> dict[str, Tensor]:
-        if _is_empty(self.seq_id):
+    def _evaluate(self) -> SequenceErrors:
+        """The per-sequence errors, one row per sequence id (padding repeats dropped), by ascending id."""
+        if is_empty_state(self.seq_id):
             raise ValueError("H36MPoseError: no sequences were scored")
-        _, act, frames, errs = self._gathered()
+        ids, act, frames = cat_state(self.seq_id), cat_state(self.seq_action), cat_state(self.seq_frames)
+        errs = cat_state(self.seq_errors)
+        keep = unique_sorted(ids)
+        return SequenceErrors(ids[keep], act[keep], frames[keep], errs[keep].reshape(-1, 4))
+
+    def values(self, result: SequenceErrors) -> dict[str, Tensor]:
+        act, frames, errs = result.action, result.frames, result.errors
         w = frames.to(torch.float64)[:, None]
         out: dict[str, Tensor] = {}
         if self.aggregation == "frame":
@@ -309,15 +297,13 @@ class H36MPoseError(Metric):
                 out[name] = mean[k]
         return {k: out[k] for k in (*H36M_METRICS, *[k for k in out if "/" in k])}
 
-    def bootstrap_stats(self):
+    def bootstrap(self, result: SequenceErrors) -> BootstrapStats:
         """Bootstrap over sequences (metrics/bootstrap.py): MPJPE and P-MPJPE for weights ``(B, n_seq)``.
 
         A sequence drawn k times weighs k x T in its action (or in the pool); an action absent from a
         replicate is left out of the mean over actions, as compute() leaves out actions with no sequence.
         """
-        from metrics.bootstrap import BootstrapStats
-
-        ids, act, frames, errs = self._gathered()
+        ids, act, frames, errs = result
         errs2 = errs[:, :2].cpu()
         ft = frames.to(torch.float64).cpu()
         onehot = torch.nn.functional.one_hot(act.cpu(), len(self.actions)).to(torch.float64)  # (n, A)
@@ -332,94 +318,12 @@ class H36MPoseError(Metric):
             per_action = num / den  # NaN where an action has no drawn sequence
             return torch.nanmean(per_action, dim=1) * 1000
 
-        return BootstrapStats(ids.cpu(), ("MPJPE", "P-MPJPE"), statistic, "sequence",
+        return BootstrapStats(ids.cpu(), ("MPJPE", "P-MPJPE"), statistic, self.bootstrap_unit,
                               cost=ids.numel() * len(self.actions) * 2)
 
-
-# --------------------------------------------------------------------------------------------- 3DHP
-
-#: 3DHP 17-joint test order: HeadTop, Neck, RSho, RElb, RWri, LSho, LElb, LWri, RHip, RKnee, RAnk, LHip,
-#: LKnee, LAnk, Root (pelvis), Spine, Head.
-MPI_INF_3DHP_ROOT = 14
-#: the official 14 joints scored by PCK/AUC (all but root, spine, head), vs all 17 (mmpose).
-PCK_JOINTS: dict[str, tuple[int, ...]] = {"official14": tuple(range(14)), "all17": tuple(range(17))}
-AUC_THRESHOLDS_MM = torch.linspace(0, 150, 31, dtype=torch.float64)
-
-
-class PCK3D(Metric):
-    """PCK3D (150 mm), AUC (0..150 mm, 31 thresholds) and MPJPE (mm) over MPI-INF-3DHP sequences.
-
-    ``update(preds, targets)``: one dict per sequence; ``pred["joints"]`` is ``(T, 17, 3)`` in metres (the
-    predictions format), ``target["joints_mm"]`` the root-relative GT in mm (as the official files store it),
-    ``target["valid"]`` a ``(T,)`` bool mask and ``target["sample_id"]`` the sequence id. The prediction is
-    converted to mm and its root (pelvis, joint 14) handled by ``pred_root`` (:func:`prepare_pred_root`;
-    default ``subtract``: the official code expects root-relative predictions, for which it changes nothing). Per sequence the hit counts at each threshold, the joint-frame
-    count and the error sum are kept; compute() drops duplicate ids, sorts, and pools over all valid frames.
-    """
-
-    full_state_update = False
-    higher_is_better = True
-    is_differentiable = False
-
-    def __init__(self, joints: str = "official14", pred_root: str = "subtract", **kwargs):
-        super().__init__(**kwargs)
-        if joints not in PCK_JOINTS:
-            raise ValueError(f"joints must be one of {tuple(PCK_JOINTS)}, got {joints!r}")
-        if pred_root not in PRED_ROOT_MODES:
-            raise ValueError(f"pred_root must be one of {PRED_ROOT_MODES}, got {pred_root!r}")
-        self.joints = joints
-        self.pred_root = pred_root
-        self.register_buffer("thresholds", AUC_THRESHOLDS_MM.clone(), persistent=False)
-        for name in ("seq_id", "seq_hits", "seq_counts", "seq_err_sum"):
-            self.add_state(name, default=[], dist_reduce_fx="cat")
-
-    def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
-        pck_idx = list(PCK_JOINTS[self.joints])
-        for p, g in zip(preds, targets, strict=True):
-            gt = g["joints_mm"].to(torch.float64)
-            valid = g["valid"].to(device=gt.device, dtype=torch.bool)
-            pr = p["joints"].to(device=gt.device, dtype=torch.float64) * 1000
-            pr = prepare_pred_root(pr, self.pred_root, MPI_INF_3DHP_ROOT)
-            if pr.shape != gt.shape:
-                raise ValueError(f"sequence {int(g['sample_id'])}: prediction {tuple(pr.shape)} vs GT {tuple(gt.shape)}")
-            err = joint_errors(pr[valid], gt[valid])  # (V, 17)
-            hits = pck_curve(err[:, pck_idx], self.thresholds.to(gt.device))
-            self.seq_id.append(_as_id(g["sample_id"], gt.device))
-            self.seq_hits.append(hits.reshape(1, -1))
-            # joint-frames scored by PCK, and by MPJPE (all joints)
-            self.seq_counts.append(torch.tensor([[err[:, pck_idx].numel(), err.numel()]], device=gt.device))
-            self.seq_err_sum.append(err.sum().reshape(1))
-
-    def compute(self) -> dict[str, Tensor]:
-        if _is_empty(self.seq_id):
-            raise ValueError("PCK3D: no sequences were scored")
-
-        def cat(x):
-            return torch.cat(x) if isinstance(x, list) else x
-
-        ids = cat(self.seq_id)
-        keep = unique_sorted(ids)
-        n_thr = self.thresholds.numel()
-        hits = cat(self.seq_hits).reshape(-1, n_thr)[keep].sum(0).to(torch.float64)
-        counts = cat(self.seq_counts).reshape(-1, 2)[keep].sum(0).to(torch.float64)
-        err_sum = cat(self.seq_err_sum)[keep].sum()
-        curve = hits / counts[0]
-        return {"PCK3D": curve[-1], "AUC": curve.mean(), "MPJPE": err_sum / counts[1]}
-
-    def bootstrap_stats(self):
-        """Bootstrap over sequences (metrics/bootstrap.py): PCK3D (150 mm) pooled with weights ``(B, n)``."""
-        from metrics.bootstrap import BootstrapStats
-
-        def cat(x):
-            return torch.cat(x) if isinstance(x, list) else x
-
-        ids = cat(self.seq_id).cpu()
-        keep = unique_sorted(ids)
-        n_thr = self.thresholds.numel()
-        hits = cat(self.seq_hits).reshape(-1, n_thr).cpu()[keep].to(torch.float64)
-        counts = cat(self.seq_counts).reshape(-1, 2).cpu()[keep].to(torch.float64)
-
-        def statistic(w: Tensor) -> Tensor:
-            return ((w @ hits[:, -1]) / (w @ counts[:, 0]))[:, None]
-
-        return BootstrapStats(ids[keep], ("PCK3D",), statistic, "sequence")
+    def plots(self, result: SequenceErrors) -> list[dict]:
+        """MPJPE and P-MPJPE per action (the actions with at least one sequence)."""
+        v = self.values(result)
+        acts = [a for a in self.actions if not math.isnan(float(v[f"MPJPE/{a}"]))]
+        return [plot_dict("Error per action", "bar", "action", "mm", acts,
+                          {k: [float(v[f"{k}/{a}"]) for a in acts] for k in ("MPJPE", "P-MPJPE")})]

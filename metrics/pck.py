@@ -26,8 +26,11 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
+
+from metrics.bootstrap import BootstrapStats
+from metrics.common import unique_sorted
+from metrics.protocol import PoseMetric, plot_dict
 
 PCK_THRESHOLDS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25)
 
@@ -69,7 +72,7 @@ def _pad(rows: list[Tensor], dtype: torch.dtype) -> Tensor:
     return torch.nn.utils.rnn.pad_sequence([r.to(dtype) for r in rows], batch_first=True)
 
 
-class CapePCK(Metric):
+class CapePCK(PoseMetric):
     """MP-100 PCK@t per episode-query pair (see the module docstring for the formula).
 
     ``update(preds, targets)``: ``preds[i]["keypoints"]`` ``(K, 2)``; ``targets[i]`` holds ``sample_id``
@@ -82,6 +85,8 @@ class CapePCK(Metric):
     full_state_update = False
     higher_is_better = True
     is_differentiable = False
+    bootstrap_unit = "episode-query"
+    headline = ("PCK@0.2", "mPCK")  # the bootstrap resamples mPCK when 0.2 is not a threshold
 
     def __init__(self, thresholds: Sequence[float] = PCK_THRESHOLDS, **kwargs):
         super().__init__(**kwargs)
@@ -114,19 +119,18 @@ class CapePCK(Metric):
         self.hits.append(hits)
         self.valid.append(valid)
 
-    def compute(self) -> dict[str, Tensor]:
-        nan = {key: torch.tensor(float("nan"), dtype=torch.float64) for key in self.keys}
+    def _evaluate(self) -> tuple[Tensor, Tensor]:
+        """Sample ids (ascending, padding repeats dropped) and their per-sample PCK ``(N, T)`` float64."""
         if isinstance(self.sample_id, list) and not self.sample_id:
-            return nan
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0, len(self.thresholds), dtype=torch.float64)
         sid = dim_zero_cat(self.sample_id)
-        if sid.numel() == 0:
-            return nan
-        order = torch.argsort(sid, stable=True)
-        sid = sid[order]
-        first = torch.ones_like(sid, dtype=torch.bool)
-        first[1:] = sid[1:] != sid[:-1]
-        keep = order[first]
-        pck = per_sample_pck(dim_zero_cat(self.hits)[keep], dim_zero_cat(self.valid)[keep])
+        keep = unique_sorted(sid)
+        return sid[keep], per_sample_pck(dim_zero_cat(self.hits)[keep], dim_zero_cat(self.valid)[keep])
+
+    def values(self, result: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        _, pck = result
+        if pck.shape[0] == 0:
+            return {key: torch.tensor(float("nan"), dtype=torch.float64) for key in self.keys}
         # fsum: the exactly rounded mean, whatever the device or thread count (the reference uses np.mean).
         means = [math.fsum(col) / len(col) for col in pck.T.cpu().tolist()]
         out = {key: torch.tensor(m, dtype=torch.float64) for key, m in zip(self.keys, means)}
@@ -136,18 +140,10 @@ class CapePCK(Metric):
         out["mPCK"] = torch.tensor(m_pck / len(means), dtype=torch.float64)
         return out
 
-    def bootstrap_stats(self):
-        """Bootstrap over episode-queries (metrics/bootstrap.py): PCK@0.2, the weighted mean of per-query PCK."""
-        from metrics.bootstrap import BootstrapStats
-        from metrics.common import unique_sorted
-
-        sid = dim_zero_cat(self.sample_id).cpu() if not (isinstance(self.sample_id, list) and not self.sample_id) \
-            else torch.zeros(0, dtype=torch.long)
-        keep = unique_sorted(sid)
-        pck = per_sample_pck(dim_zero_cat(self.hits).cpu()[keep], dim_zero_cat(self.valid).cpu()[keep]) \
-            if keep.numel() else torch.zeros(0, len(self.thresholds), dtype=torch.float64)
-
-        # the headline PCK@0.2 when it is one of the thresholds, else mPCK
+    def bootstrap(self, result: tuple[Tensor, Tensor]) -> BootstrapStats:
+        """Bootstrap over episode-queries (metrics/bootstrap.py): PCK@0.2, the weighted mean of per-query PCK
+        (mPCK when 0.2 is not one of the thresholds)."""
+        sid, pck = (x.cpu() for x in result)
         col = self.thresholds.index(0.2) if 0.2 in self.thresholds else None
         key = "PCK@0.2" if col is not None else "mPCK"
 
@@ -155,4 +151,10 @@ class CapePCK(Metric):
             per_t = (w @ pck) / w.sum(1, keepdim=True)
             return per_t[:, col:col + 1] if col is not None else per_t.mean(1, keepdim=True)
 
-        return BootstrapStats(sid[keep], (key,), statistic, "episode-query")
+        return BootstrapStats(sid, (key,), statistic, self.bootstrap_unit)
+
+    def plots(self, result: tuple[Tensor, Tensor]) -> list[dict]:
+        """PCK against the threshold."""
+        v = self.values(result)
+        return [plot_dict("PCK against threshold", "line", "threshold (x box size)", "PCK",
+                          list(self.thresholds), {"PCK": [float(v[f"PCK@{t}"]) for t in self.thresholds]})]

@@ -16,13 +16,15 @@ returned as fractions (the reference's percentages / 100) and summed in numpy's 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from metrics.bootstrap import BootstrapStats
 from metrics.keypoint_ap import np_sum
+from metrics.protocol import PoseMetric, plot_dict
 
 SC_BIAS = 0.6
 MPII_JOINTS = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thrx", "neck", "head",
@@ -69,7 +71,18 @@ def pckh_stats(pred: Tensor, gt: Tensor, visible: Tensor, head_size: Tensor, thr
     return {k: v / 100.0 for k, v in out.items()}
 
 
-class PCKh(Metric):
+class PeopleErrors(NamedTuple):
+    """The evaluated states of :class:`PCKh`, one row per sample index (ascending): predictions (1-based),
+    GT, visibility and head size."""
+
+    ids: Tensor
+    pred: Tensor
+    gt: Tensor
+    visible: Tensor
+    head_size: Tensor
+
+
+class PCKh(PoseMetric):
     """MPII PCKh (mmpose 0.x ``evaluate``), keyed by the sample index so padding and order cannot matter.
 
     ``update(preds, target)``: ``preds[i] = {"index": 0-d, "keypoints": (16, 2)}`` in 0-based pixels (mmpose's
@@ -80,6 +93,8 @@ class PCKh(Metric):
     full_state_update = False
     higher_is_better = True
     is_differentiable = False
+    bootstrap_unit = "person"
+    headline = ("PCKh", "PCKh@0.1")
 
     def __init__(self, thr: float = 0.5, **kwargs):
         super().__init__(**kwargs)
@@ -100,31 +115,28 @@ class PCKh(Metric):
         self.visible.append(torch.stack([t["visible"] for t in target]).to(dev, torch.long))
         self.head_size.append(torch.stack([torch.as_tensor(t["head_size"]).reshape(()) for t in target]).to(dev, f64))
 
-    def compute(self) -> dict[str, Tensor]:
+    def _evaluate(self) -> PeopleErrors:
+        """One copy of each sample (sampler padding repeats them), in index order."""
         ids = dim_zero_cat(self.index)
         key, perm = torch.sort(ids, stable=True)
         first = torch.ones_like(key, dtype=torch.bool)
         first[1:] = key[1:] != key[:-1]
-        sel = perm[first]  # one copy of each sample (sampler padding repeats them), in index order
-        return pckh_stats(dim_zero_cat(self.pred)[sel], dim_zero_cat(self.gt)[sel], dim_zero_cat(self.visible)[sel],
-                          dim_zero_cat(self.head_size)[sel], self.thr)
+        sel = perm[first]
+        return PeopleErrors(ids[sel], dim_zero_cat(self.pred)[sel], dim_zero_cat(self.gt)[sel],
+                            dim_zero_cat(self.visible)[sel], dim_zero_cat(self.head_size)[sel])
 
-    def bootstrap_stats(self):
+    def values(self, result: PeopleErrors) -> dict[str, Tensor]:
+        return pckh_stats(result.pred, result.gt, result.visible, result.head_size, self.thr)
+
+    def bootstrap(self, result: PeopleErrors) -> BootstrapStats:
         """Bootstrap over annotated people (metrics/bootstrap.py): PCKh at ``thr`` (the 14-joint pooled share).
 
         PCKh = sum of hits over the 14 scored joints / their visible count (the count-weighted mean of the
         per-joint values), so per-sample hit and visible counts are sufficient.
         """
-        from metrics.bootstrap import BootstrapStats
-
-        ids = dim_zero_cat(self.index).cpu()
-        key, perm = torch.sort(ids, stable=True)
-        first = torch.ones_like(key, dtype=torch.bool)
-        first[1:] = key[1:] != key[:-1]
-        sel = perm[first]
-        pred, gt = dim_zero_cat(self.pred).cpu()[sel], dim_zero_cat(self.gt).cpu()[sel]
-        vis = dim_zero_cat(self.visible).cpu()[sel].to(torch.float64)
-        hs = dim_zero_cat(self.head_size).cpu()[sel]
+        pred, gt = result.pred.cpu(), result.gt.cpu()
+        vis = result.visible.cpu().to(torch.float64)
+        hs = result.head_size.cpu()
         d = pred - gt
         err = torch.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]) / hs[:, None]
         scored = torch.ones(len(MPII_JOINTS), dtype=torch.float64)
@@ -135,4 +147,11 @@ class PCKh(Metric):
         def statistic(w: Tensor) -> Tensor:
             return ((w @ hits) / (w @ count))[:, None]
 
-        return BootstrapStats(ids[sel], ("PCKh",), statistic, "person")
+        return BootstrapStats(result.ids.cpu(), ("PCKh",), statistic, self.bootstrap_unit)
+
+    def plots(self, result: PeopleErrors) -> list[dict]:
+        """PCKh at ``thr`` per body part."""
+        v = self.values(result)
+        parts = [name for name, _ in _PARTS]
+        return [plot_dict(f"PCKh@{self.thr:g} per part", "bar", "part", "PCKh", parts,
+                          {"PCKh": [float(v[p]) for p in parts]})]

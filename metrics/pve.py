@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
-from metrics.common import unique_sorted
-from metrics.mpjpe import _is_empty, best_rotation, joint_errors, mpjpe
+from metrics.common import cat_state, is_empty_state, unique_sorted
+from metrics.mpjpe import best_rotation, joint_errors, mpjpe
+from metrics.protocol import PoseMetric
 
 #: H36M joints (of the 17 regressed by J_regressor_h36m) in the 14-joint LSP order SPIN evaluates.
 H36M_TO_J14: tuple[int, ...] = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
@@ -107,18 +107,21 @@ def mesh_errors(pred: Tensor, target: Tensor, j_regressor: Tensor, pve_alignment
     return torch.stack((mpjpe(pj, gj), pa_error(pj, gj), vertex_err, pa_error(pred, target)), dim=-1)
 
 
-class MeshError(Metric):
+class MeshError(PoseMetric):
     """MPJPE, PA-MPJPE, PVE and PA-PVE (mm) over frames, pooled (3DPW protocol, see the module docstring).
 
     ``update(preds, targets)``: one dict per frame; ``pred["vertices"]`` ``(6890, 3)`` metres camera frame,
     ``target["vertices"]`` the GT mesh, ``target["offset"]`` ``(3,)`` (optional, for ``pve_alignment="none"``)
-    and ``target["sample_id"]``. Per-frame errors are kept with their ids; compute() drops duplicate ids
-    (sampler padding), sorts and averages, so batch size, order and process count cannot change a result.
+    and ``target["sample_id"]``. Per-frame errors are kept with their ids; the evaluation drops duplicate ids
+    (sampler padding) and sorts, compute() averages, so batch size, order and process count cannot change a
+    result.
     """
 
     full_state_update = False
     higher_is_better = False
     is_differentiable = False
+    bootstrap_unit = None  # no interval for 3DPW yet
+    headline = ("MPJPE", "PA-MPJPE", "PVE", "PA-PVE")
 
     def __init__(self, j_regressor: Tensor, pve_alignment: str = "pelvis", **kwargs):
         super().__init__(**kwargs)
@@ -143,10 +146,12 @@ class MeshError(Metric):
         self.frame_id.append(torch.stack([torch.as_tensor(g["sample_id"], dtype=torch.int64).reshape(())
                                           for g in targets]).to(gt.device))
 
-    def compute(self) -> dict[str, Tensor]:
-        if _is_empty(self.frame_id):
+    def _evaluate(self) -> Tensor:
+        """Per-frame errors ``(n, 4)`` in metres, one row per frame id (padding repeats dropped), by id."""
+        if is_empty_state(self.frame_id):
             raise ValueError("MeshError: no frames were scored")
-        ids = torch.cat(self.frame_id) if isinstance(self.frame_id, list) else self.frame_id
-        errs = torch.cat(self.frame_errors) if isinstance(self.frame_errors, list) else self.frame_errors
-        mean = errs.reshape(-1, 4)[unique_sorted(ids)].mean(0) * 1000
+        return cat_state(self.frame_errors).reshape(-1, 4)[unique_sorted(cat_state(self.frame_id))]
+
+    def values(self, result: Tensor) -> dict[str, Tensor]:
+        mean = result.mean(0) * 1000
         return {name: mean[k] for k, name in enumerate(MESH_METRICS)}

@@ -197,7 +197,7 @@ def test_paired_bootstrap_of_a_constant_shift():
 
 
 def test_pck3d_statistic_of_ones_is_the_metric():
-    from metrics.mpjpe import PCK3D
+    from metrics.pck3d import PCK3D
 
     rng = np.random.default_rng(6)
     m = PCK3D()

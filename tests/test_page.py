@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from bench import leaderboard, page
+from metrics.protocol import plot_dict
 from tests.conftest import REPO, run_cli
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -239,4 +240,4 @@ def test_curves_file_bytes_are_stable():
     data = {"method": "m", "plots": [{"title": "t", "kind": "line", "xlabel": "x", "ylabel": "y", "x": [0.1],
                                       "series": {"s": [1 / 3]}}]}
     assert page.dumps(data) == page.dumps(dict(reversed(list(data.items()))))
-    assert page._plot("t", "line", "x", "y", [0.1], {"s": [1 / 3]})["series"]["s"] == [0.333333]
+    assert plot_dict("t", "line", "x", "y", [0.1], {"s": [1 / 3]})["series"]["s"] == [0.333333]

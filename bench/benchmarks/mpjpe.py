@@ -14,7 +14,8 @@ import time
 
 import torch
 
-from metrics.mpjpe import PCK3D, H36MPoseError, mean_velocity_error, mpjpe, n_mpjpe, p_mpjpe
+from metrics.mpjpe import H36MPoseError, mean_velocity_error, mpjpe, n_mpjpe, p_mpjpe
+from metrics.pck3d import PCK3D
 
 
 def synthetic(frames: int, sequences: int, device: str, seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -27,7 +27,8 @@ from bench.errors import InputError
 from bench.predictions.coco_json import gc_paused, read_coco_keypoint_results, results_to_predictions
 from bench.registry import register_dataset
 from bench.types import Prediction, Sample
-from metrics.keypoint_ap import COCO_SIGMAS, STAT_KEYS, KeypointAP
+from metrics.keypoint_ap import STAT_KEYS, KeypointAP
+from metrics.skeletons import COCO_SIGMAS
 
 try:
     import simdjson as _json_fast

@@ -27,7 +27,8 @@ from bench.errors import InputError
 from bench.predictions.npz import read_pose_npz
 from bench.registry import register_dataset
 from bench.types import Prediction, Sample
-from metrics.mpjpe import MPI_INF_3DHP_ROOT, PCK3D, PCK_JOINTS, PRED_ROOT_MODES
+from metrics.mpjpe import PRED_ROOT_MODES
+from metrics.pck3d import MPI_INF_3DHP_ROOT, PCK3D, PCK_JOINTS
 
 SEQUENCES: tuple[str, ...] = ("TS1", "TS2", "TS3", "TS4", "TS5", "TS6")
 JOINT_NAMES: tuple[str, ...] = ("HeadTop", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow",

@@ -38,13 +38,10 @@ from torch import Tensor
 from bench.errors import InputError
 from bench.types import Prediction
 from methods.checkpoint import read_checkpoint, tensor_dict
+from metrics.skeletons import COCO_SIGMAS
 
 #: COCO left/right keypoint pairs (eyes, ears, shoulders, elbows, wrists, hips, knees, ankles).
 COCO_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
-
-#: COCO per-keypoint OKS sigmas (mmpose ``sigmas`` = pycocotools ``kpt_oks_sigmas``).
-COCO_SIGMAS = torch.tensor([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89],
-                           dtype=torch.float64) / 10.0
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -7,9 +7,10 @@ MSSD (x diameter), 5..50 px for MSPD (x 640 / image width); AR = mean of the thr
 update() does the heavy work per image (depth maps are big): it selects the evaluated estimates (top
 ``inst_count`` by score per target object, stable for ties, i.e. file order) and computes every error of each
 evaluated estimate against every GT instance of its object in the image. It stores, in ``cat`` states, one row
-per (estimate, GT) pair plus one row per GT instance, all carrying the ``sample_id``. compute() drops duplicate
-rows (DDP padding repeats whole samples), sorts, and runs the matching and recall of recall.py, so the result
-does not depend on batch size, order or number of processes.
+per (estimate, GT) pair plus one row per GT instance, all carrying the ``sample_id``. The evaluation (run once
+per synced state, metrics/protocol.py) drops duplicate rows (DDP padding repeats whole samples), sorts, and
+runs the matching and recall of recall.py, so the result does not depend on batch size, order or number of
+processes; compute(), the bootstrap and the curves read it.
 
 Inputs (one dict per test image listed in test_targets_bop19.json):
     target = {"sample_id", "scene_id", "im_id": int64 0-d, "K": (3,3) float64, "depth": (H,W) float32 mm
@@ -29,14 +30,15 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from metrics.bootstrap import BootstrapStats
 from metrics.bop import pose_error
 from metrics.bop.model import ObjectModel
 from metrics.bop.recall import dense_groups, greedy_match, recall_at, valid_gt_mask, vocap_auc
 from metrics.bop.symmetries import symmetry_transformations
 from metrics.common import one_cpu_thread
+from metrics.protocol import PoseMetric, plot_dict
 from metrics.render.raster import MeshBank
 
 __all__ = ["BOP19_CORRECT_TH", "BOP19_MSPD_TH", "BOP19_TAUS", "BOPAR"]
@@ -85,12 +87,14 @@ def _first_of_unique(*keys: Tensor) -> Tensor:
     return order[keep]
 
 
-class BOPAR(Metric):
+class BOPAR(PoseMetric):
     """BOP19 average recall over object models ``models`` (obj_id -> ObjectModel). See the module docstring."""
 
     full_state_update = False
     higher_is_better = True
     is_differentiable = False
+    bootstrap_unit = "image"
+    headline = ("AR", "AR_VSD", "AR_MSSD", "AR_MSPD")
 
     def __init__(self, models: dict[int, ObjectModel], vsd_delta: float = 15.0, vsd_taus=None, vsd_th=None,
                  mssd_th=None, mspd_th=None, image_width: int | None = None, max_sym_disc_step: float = 0.01,
@@ -256,7 +260,14 @@ class BOPAR(Metric):
         return out
 
     def compute_details(self) -> dict[str, Any]:
-        """Scores plus every recall (as the toolkit's scores files: recall, tp_count, targets_count)."""
+        """Scores plus every recall (as the toolkit's scores files: recall, tp_count, targets_count): the
+        cached evaluation (:meth:`evaluate`), not a copy, so read it and do not change it."""
+        return self.evaluate()
+
+    def _evaluate(self) -> dict[str, Any]:
+        """The matching of every error at every threshold: ``metrics`` (the values), ``scores`` (the same as
+        floats), ``recalls`` (per error and threshold, the toolkit's scores files), ``counts``, and for the
+        bootstrap each GT's image, validity and hits (``gt_sample``, ``gt_valid``, ``gt_hits``)."""
         pair, gt = self._tables()
         valid = gt["valid"].bool()
         # Groups = (image, object) among the GT rows; slots in the toolkit's GT iteration order.
@@ -329,25 +340,24 @@ class BOPAR(Metric):
         details["gt_sample"], details["gt_valid"] = gt["sample"], valid
         return details
 
-    def compute(self) -> dict[str, Tensor]:
-        return {k: v.to(torch.float64) for k, v in self.compute_details()["metrics"].items()}
+    def values(self, result: dict[str, Any]) -> dict[str, Tensor]:
+        return {k: v.to(torch.float64) for k, v in result["metrics"].items()}
 
-    def bootstrap_stats(self):
+    def bootstrap(self, result: dict[str, Any]) -> BootstrapStats:
         """Bootstrap over test images (metrics/bootstrap.py): AR = mean of AR_VSD, AR_MSSD and AR_MSPD.
 
         Matching is per (image, object), so each valid GT's hit at every (tau,) threshold is fixed; a
         replicate's recall is ``sum_i w_i hits_i / sum_i w_i targets_i`` over images i, averaged per error.
         """
-        from metrics.bootstrap import BootstrapStats
-
-        d = self.compute_details()
-        sample, valid = d["gt_sample"].cpu(), d["gt_valid"].cpu()
+        sample, valid = result["gt_sample"].cpu(), result["gt_valid"].cpu()
         ids = torch.unique(sample)
         slot = torch.searchsorted(ids, sample)
+
         def per_image(x: Tensor) -> Tensor:  # (n_gt, ...) -> (n_images, ...) sums
             return torch.zeros(ids.numel(), *x.shape[1:], dtype=torch.float64).index_add_(0, slot, x)
 
-        hits = {k: per_image((v.cpu() & valid[None]).to(torch.float64).t()) for k, v in d["gt_hits"].items()}
+        hits = {k: per_image((v.cpu() & valid[None]).to(torch.float64).t())
+                for k, v in result["gt_hits"].items()}
         targets = per_image(valid.to(torch.float64))  # (n_images,)
 
         def statistic(w: Tensor) -> Tensor:
@@ -355,4 +365,23 @@ class BOPAR(Metric):
             ar = [torch.where(n > 0, (w @ hits[k]) / n, 0.0).mean(1) for k in ("vsd", "mssd", "mspd")]
             return ((ar[0] + ar[1] + ar[2]) / 3.0)[:, None]
 
-        return BootstrapStats(ids, ("AR",), statistic, "image")
+        return BootstrapStats(ids, ("AR",), statistic, self.bootstrap_unit)
+
+    def plots(self, result: dict[str, Any]) -> list[dict]:
+        """Recall against the correctness threshold: VSD (mean over tau), MSSD and MSPD."""
+        d = result["recalls"]
+        out = []
+        vsd: dict[float, list[float]] = {}
+        for r in d["vsd"]:
+            vsd.setdefault(r["correct_th"], []).append(r["recall"])
+        if vsd:
+            xs = sorted(vsd)
+            out.append(plot_dict("VSD recall (mean over tau)", "line", "correct threshold (x diameter)",
+                                 "recall", xs, {"VSD": [sum(vsd[x]) / len(vsd[x]) for x in xs]}))
+        for key, title, xlabel in (("mssd", "MSSD recall", "threshold (x diameter)"),
+                                   ("mspd", "MSPD recall", "threshold (px, 640 wide)")):
+            rows = d[key]
+            if rows:
+                out.append(plot_dict(title, "line", xlabel, "recall", [r["correct_th"] for r in rows],
+                                     {key.upper(): [r["recall"] for r in rows]}))
+        return out

@@ -1,4 +1,4 @@
-"""3D joint-error kernels and metrics (metrics/mpjpe.py).
+"""3D joint-error kernels and metrics (metrics/mpjpe.py, and PCK3D: metrics/pck3d.py).
 
 Kernel golden numbers (tests/data/h36m_golden/kernels_seed7.*) were produced by running
 facebookresearch/VideoPose3D @ 1afb1ca common/loss.py itself (mpjpe, p_mpjpe, n_mpjpe, mean_velocity_error)
@@ -22,7 +22,6 @@ import torch
 
 from metrics.mpjpe import (
     H36M_ACTIONS,
-    PCK3D,
     H36MPoseError,
     mean_velocity_error,
     mpjpe,
@@ -31,6 +30,7 @@ from metrics.mpjpe import (
     prepare_pred_root,
     procrustes_align,
 )
+from metrics.pck3d import PCK3D
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "h36m_golden"
 
