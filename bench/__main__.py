@@ -33,9 +33,9 @@ def cmd_evaluate(overrides: list[str]) -> int:
 
     cfg = compose(overrides)
     console = Console(stderr=False)
-    result = evaluate(cfg, console=console)
-    if result is not None:
-        print_result(console, result)
+    done = evaluate(cfg, console=console)
+    if done is not None:
+        print_result(console, *done)
     return 0
 
 

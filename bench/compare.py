@@ -14,12 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-
 from bench.errors import InputError
 from bench.manifest import MANIFEST, Entry, load_manifest
-from bench.types import collate_samples
 from metrics import bootstrap
 
 
@@ -41,27 +37,12 @@ def find_entry(row: str, entries: list[Entry], manifest: Path) -> tuple[list[Ent
 
 
 def score(entry: Entry):
-    """Recompute one manifest row in this process; returns (dataset, metric after every update)."""
+    """Recompute one manifest row in this process through the runner's own ``score`` (no interval drawn here:
+    the paired bootstrap below draws its own); returns its :class:`bench.run.Scores`."""
     from bench.config import compose
-    from bench.provenance import REPO
-    from bench.run import build_dataset, build_method
+    from bench.run import score as run_score
 
-    args = [f"method={entry.method}", f"dataset={entry.dataset}"]
-    if entry.predictions:
-        args.append(f"predictions={REPO / entry.predictions}")
-    if entry.data_root:
-        args.append(f"data_root={REPO / entry.data_root}")
-    cfg = compose(args + list(entry.overrides))
-    ds = build_dataset(cfg)
-    method, _ = build_method(cfg, ds)
-    method.eval()
-    metric = ds.build_metric()
-    loader = DataLoader(ds, batch_size=int(cfg.batch_size), shuffle=False, collate_fn=collate_samples)
-    with torch.inference_mode():
-        for i, batch in enumerate(loader):
-            preds = method.predict_step(batch, i)
-            metric.update([p.output for p in preds], [s.target for s in batch])
-    return ds, metric
+    return run_score(compose([*entry.args(), "bootstrap.samples=0"]))
 
 
 def resolve(row: str, entries: list[Entry], manifest: Path):
@@ -70,23 +51,23 @@ def resolve(row: str, entries: list[Entry], manifest: Path):
     if variant is None:
         return score(found[0])
     for e in found:
-        ds, metric = score(e)
-        if ds.variant == variant:
-            return ds, metric
+        scores = score(e)
+        if scores.variant == variant:
+            return scores
     raise InputError(manifest, None, "row", f"no entry of {row.rsplit('/', 1)[0]} has variant {variant!r}")
 
 
 def compare(a: str, b: str, key: str | None = None, samples: int = bootstrap.DEFAULT_SAMPLES,
             seed: int = bootstrap.DEFAULT_SEED, manifest: Path = MANIFEST) -> bootstrap.PairedResult:
     entries = load_manifest(manifest)
-    ds_a, m_a = resolve(a, entries, manifest)
-    ds_b, m_b = resolve(b, entries, manifest)
-    if ds_a.name != ds_b.name:
-        raise InputError(None, None, "b", f"{a} is on {ds_a.name} and {b} on {ds_b.name}: compare rows of one dataset")
-    for row, m in ((a, m_a), (b, m_b)):
-        if not hasattr(m, "bootstrap_stats"):
-            raise InputError(None, None, "row", f"{row}: the {type(m).__name__} metric has no bootstrap")
-    sa, sb = m_a.bootstrap_stats(), m_b.bootstrap_stats()
+    s_a, s_b = resolve(a, entries, manifest), resolve(b, entries, manifest)
+    if s_a.dataset != s_b.dataset:
+        raise InputError(None, None, "b", f"{a} is on {s_a.dataset} and {b} on {s_b.dataset}: compare rows of one "
+                         "dataset")
+    for row, s in ((a, s_a), (b, s_b)):
+        if s.bootstrap is None:
+            raise InputError(None, None, "row", f"{row}: the {s.dataset} metric has no bootstrap")
+    sa, sb = s_a.bootstrap, s_b.bootstrap
     key = key or sa.keys[0]
     if key not in sa.keys or key not in sb.keys:
         raise InputError(None, None, "key", f"{key!r} is not bootstrapped; choose one of {', '.join(sa.keys)}")

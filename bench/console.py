@@ -9,7 +9,8 @@ from bench.leaderboard import format_value
 MAX_ROWS = 24  # per-action breakdowns can add dozens of keys: the table shows the headline ones
 
 
-def print_result(console: Console, result) -> None:
+def print_result(console: Console, result, published) -> None:
+    """``result``: the run's :class:`bench.run.Scores`; ``published``: where it went (:class:`bench.run.Published`)."""
     title = f"{result.method} on {result.dataset}" + (f" ({result.variant})" if result.variant else "")
     if result.bundled:
         title += "  [bundled sample]"
@@ -24,17 +25,17 @@ def print_result(console: Console, result) -> None:
     if len(keys) + len(extra) > MAX_ROWS:
         console.print(f"({len(keys) + len(extra) - MAX_ROWS} more metrics in metrics.json)")
     console.print(f"samples: {result.num_samples}", soft_wrap=True)
-    console.print(f"metrics.json: {result.out_dir / 'metrics.json'}", soft_wrap=True, highlight=False)
-    console.print(f"leaderboard:  {result.csv_path}", soft_wrap=True, highlight=False)
-    if result.replaced is not None:
-        console.print(replaced_line(result), soft_wrap=True, highlight=False)
+    console.print(f"metrics.json: {published.out_dir / 'metrics.json'}", soft_wrap=True, highlight=False)
+    console.print(f"leaderboard:  {published.csv_path}", soft_wrap=True, highlight=False)
+    if published.replaced is not None:
+        console.print(replaced_line(result, published.replaced), soft_wrap=True, highlight=False)
 
 
-def replaced_line(result) -> str:
+def replaced_line(result, replaced: dict[str, str]) -> str:
     """One line saying which row this run replaced, with the old and the new headline value."""
     key = next((k for k in result.metric_keys if k in result.metrics), None)
     row = f"{result.method!r}" + (f" (variant {result.variant!r})" if result.variant else "")
     if key is None:
         return f"replaced the leaderboard row of {row}"
-    old = result.replaced.get(key, "") or "none"
+    old = replaced.get(key, "") or "none"
     return f"replaced the leaderboard row of {row}: {key} {old} -> {format_value(result.metrics[key])}"

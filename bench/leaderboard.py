@@ -16,10 +16,12 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 KEY_COLUMNS = ("method", "variant")
 PROVENANCE_COLUMNS = ("num_samples", "code", "data", "predictions")
@@ -137,6 +139,23 @@ def upsert_row(path: Path, row: dict[str, str], metric_keys: Sequence[str]) -> d
 def metrics_json(payload: Mapping[str, Any]) -> bytes:
     """metrics.json bytes: sorted keys inside nested dicts would reorder metrics, so keep insertion order."""
     return (json.dumps(payload, indent=2, allow_nan=True) + "\n").encode()
+
+
+SUMMARIES: dict[str, list[Callable[[Path, str], Any]]] = {}
+
+
+def register_summary(family: str) -> Callable[[F], F]:
+    """Register ``fn(leaderboard_dir, dataset)``, run after every row of ``family`` is published: a family's
+    summary table across datasets (AR_C over the BOP core datasets) without an ``if`` in the runner."""
+    def deco(fn: F) -> F:
+        SUMMARIES.setdefault(family, []).append(fn)
+        return fn
+
+    return deco
+
+
+def summaries(family: str) -> list[Callable[[Path, str], Any]]:
+    return list(SUMMARIES.get(family, ()))
 
 
 BOP_CORE = ("lmo", "tless", "tudl", "icbin", "itodd", "hb", "ycbv")

@@ -38,13 +38,17 @@ class Entry:
     tolerances: dict[str, float] = field(default_factory=dict)
     env: str = "posearena"  # the nox environment that can run it (BlazePose needs the numpy<2 one)
 
-    def command(self, leaderboard_dir: Path, out: Path) -> list[str]:
+    def args(self) -> list[str]:
+        """The evaluate overrides that reproduce this row (the one place they are built)."""
         args = [f"method={self.method}", f"dataset={self.dataset}"]
         if self.predictions:
             args.append(f"predictions={REPO / self.predictions}")
         if self.data_root:
             args.append(f"data_root={REPO / self.data_root}")
-        return args + list(self.overrides) + [f"leaderboard_dir={leaderboard_dir}", f"out={out}", "progress=false"]
+        return args + list(self.overrides) + ["progress=false"]
+
+    def command(self, leaderboard_dir: Path, out: Path) -> list[str]:
+        return [*self.args(), f"leaderboard_dir={leaderboard_dir}", f"out={out}"]
 
 
 def load_manifest(path: Path = MANIFEST) -> list[Entry]:
@@ -67,11 +71,25 @@ def python_for(env: str) -> str:
 
 
 def regenerate_into(entries: list[Entry], leaderboard_dir: Path) -> None:
-    """Compute every manifest row into ``leaderboard_dir``, each as its own ``python -m bench evaluate``."""
+    """Compute every manifest row into ``leaderboard_dir``: in this process through the runner's ``score`` and
+    ``publish`` when this interpreter is the row's environment, else as ``python -m bench evaluate`` in that
+    environment's interpreter (BlazePose's numpy<2 one)."""
+    from bench.config import compose
+    from bench.run import publish, score
+
     with tempfile.TemporaryDirectory() as scratch:
         for i, e in enumerate(entries):
             print(f"[{i + 1}/{len(entries)}] {e.method} on {e.dataset} {' '.join(e.overrides)}", flush=True)
-            cmd = [python_for(e.env), "-m", "bench", "evaluate", *e.command(leaderboard_dir, Path(scratch) / str(i))]
+            out = Path(scratch) / str(i)
+            python = python_for(e.env)
+            if Path(python).resolve() == Path(sys.executable).resolve():
+                try:
+                    publish(score(compose(e.args())), out, leaderboard_dir)
+                except InputError as err:
+                    raise InputError(MANIFEST, f"rows[{i}]", None, f"{e.method} on {e.dataset} failed: "
+                                     f"{err.line()}") from err
+                continue
+            cmd = [python, "-m", "bench", "evaluate", *e.command(leaderboard_dir, out)]
             done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]

@@ -1,8 +1,10 @@
-"""Build the dataset and the method, run them under a Lightning Trainer, score, write the results.
+"""One evaluation in two steps: ``score(cfg) -> Scores`` and ``publish(scores, out, leaderboard_dir)``.
 
 One sample's way: ``dataset[i] -> Sample`` -> DataLoader (a DistributedSampler under DDP) -> ``method.predict_step``
--> ``Prediction`` -> ``metric.update`` -> (after the epoch, states gathered from every rank)
-``metric.compute`` -> metrics.json + leaderboard row, written by rank 0 only.
+-> ``Prediction`` -> ``metric.update`` -> (after the epoch, states gathered from every rank) ``metric.compute``,
+``metric.bootstrap_stats`` and ``metric.curves``, which read one cached evaluation -> :class:`Scores` (rank 0)
+-> ``publish``: metrics.json, the leaderboard row, its curves and the family's summary tables (e.g. AR_C).
+``compare`` and ``regression`` call :func:`score` too, so every number goes through the same path.
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ class EvaluationModule(LightningModule):
         self.intervals: dict[str, float] = {}
         self.curves: dict[str, Any] = {}
         self.bootstrap_info: dict[str, Any] = {}
+        self.stats: bootstrap.BootstrapStats | None = None
         self.num_samples = 0
         self.bootstrap_samples = int(bootstrap_samples)
         self.bootstrap_seed = int(bootstrap_seed)
@@ -78,33 +81,47 @@ class EvaluationModule(LightningModule):
         values = self.metric.compute()
         self.results = {k: float(v) for k, v in values.items()}
         self.num_samples = int(self.count.compute())
-        # CIs and curves from the gathered states (every rank takes part in the gather; rank 0 computes):
-        # the states are deduplicated and sorted by sample id, so the numbers do not depend on the world size
+        # CIs and curves from the gathered states (every rank takes part in the gather; rank 0 computes). The
+        # metric evaluated these states in compute() and keeps that result, so nothing is matched again; the
+        # states are deduplicated and sorted by sample id, so the numbers do not depend on the world size
         with self.metric.sync_context(should_unsync=True):
             if self.trainer.is_global_zero:
-                if self.bootstrap_samples > 0 and hasattr(self.metric, "bootstrap_stats"):
-                    stats = self.metric.bootstrap_stats()
-                    self.intervals = bootstrap.confidence_intervals(stats, self.bootstrap_samples, self.bootstrap_seed)
+                self.stats = self.metric.bootstrap_stats()
+                if self.bootstrap_samples > 0 and self.stats is not None:
+                    self.intervals = bootstrap.confidence_intervals(self.stats, self.bootstrap_samples,
+                                                                    self.bootstrap_seed)
                     self.bootstrap_info = {"samples": self.bootstrap_samples, "seed": self.bootstrap_seed,
-                                           "level": bootstrap.DEFAULT_LEVEL, "unit": stats.unit,
-                                           "units": int(stats.ids.numel())}
-                self.curves = page.extract(self.metric)
+                                           "level": bootstrap.DEFAULT_LEVEL, "unit": self.stats.unit,
+                                           "units": int(self.stats.ids.numel())}
+                plots = self.metric.curves()
+                self.curves = {"plots": plots} if plots else {}
 
 
 @dataclass
-class RunResult:
+class Scores:
+    """What one evaluation found: everything ``publish`` writes, nothing written yet."""
+
     method: str
     dataset: str
     variant: str
-    metrics: dict[str, float]
-    metric_keys: list[str]
-    num_samples: int
     family: str
     bundled: bool
-    out_dir: Path | None = None
-    csv_path: Path | None = None
+    metrics: dict[str, float]  # headline keys, then their intervals (KEY_ci_low/high), then the rest
+    metric_keys: list[str]
+    num_samples: int
+    provenance: dict[str, Any]
+    curves: dict[str, Any] = field(default_factory=dict)
+    bootstrap: bootstrap.BootstrapStats | None = None  # per-unit statistics (the paired bootstrap of compare)
     timings: dict[str, float] = field(default_factory=dict)
-    replaced: dict[str, str] | None = None  # the leaderboard row this run replaced (None: a new row)
+
+
+@dataclass
+class Published:
+    """Where ``publish`` wrote, and the leaderboard row it replaced (None: a new row)."""
+
+    out_dir: Path
+    csv_path: Path
+    replaced: dict[str, str] | None = None
 
 
 def build_dataset(cfg: DictConfig) -> BenchmarkDataset:
@@ -191,8 +208,8 @@ def default_out(method: str, dataset: str) -> Path:
     return out
 
 
-def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
-    """Run one evaluation. Returns the result on rank 0 and None on the other ranks."""
+def score(cfg: DictConfig, console=None) -> Scores | None:
+    """Build the dataset and the method, run them, score. Returns the scores on rank 0 and None elsewhere."""
     quiet_lightning()
     t0 = time.perf_counter()
     ds = build_dataset(cfg)
@@ -217,15 +234,9 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
     t_eval = time.perf_counter()
     if not trainer.is_global_zero:
         return None
-    result = RunResult(
-        method=method_name, dataset=ds.name, variant=ds.variant, metrics=module.results,
-        metric_keys=list(ds.metric_keys), num_samples=module.num_samples, family=ds.family, bundled=ds.bundled,
-        timings={"load_s": round(t_load - t0, 3), "evaluate_s": round(t_eval - t_load, 3)},
-    )
-    ordered = {k: result.metrics[k] for k in ds.metric_keys if k in result.metrics}
+    ordered = {k: module.results[k] for k in ds.metric_keys if k in module.results}
     ordered.update(module.intervals)  # KEY_ci_low / KEY_ci_high right after the headline metrics
-    ordered.update({k: v for k, v in result.metrics.items() if k not in ordered})
-    result.metrics = ordered
+    ordered.update({k: v for k, v in module.results.items() if k not in ordered})
     prov = {
         "code": provenance.git_sha() or provenance.code_version(),
         "code_version": provenance.code_version(),
@@ -236,29 +247,48 @@ def evaluate(cfg: DictConfig, console=None) -> RunResult | None:
         "versions": provenance.versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    out_dir = Path(cfg.out) if cfg.out else default_out(method_name, ds.name)
-    payload = {
-        "method": method_name, "dataset": ds.name, "variant": ds.variant, "metrics": result.metrics,
-        "num_samples": result.num_samples, "bundled_sample": ds.bundled, "provenance": prov,
-        "timings": result.timings,
-    }
-    leaderboard.write_atomic(out_dir / "metrics.json", leaderboard.metrics_json(payload))
-    curves_bytes = page.dumps({"method": method_name, "dataset": ds.name, "variant": ds.variant,
-                               "family": ds.family, **module.curves}) if module.curves else None
-    if curves_bytes:
-        leaderboard.write_atomic(out_dir / "curves.json", curves_bytes)
-    result.out_dir = out_dir
-    lb_dir = Path(cfg.leaderboard_dir) if cfg.leaderboard_dir else REPO / "leaderboards"
-    row = leaderboard.make_row(
-        method_name, ds.variant, result.metrics,
-        {"num_samples": result.num_samples, "code": provenance.code_version(), "data": prov["data"],
-         "predictions": pred_sha},
+    return Scores(
+        method=method_name, dataset=ds.name, variant=ds.variant, family=ds.family, bundled=ds.bundled,
+        metrics=ordered, metric_keys=list(ds.metric_keys), num_samples=module.num_samples, provenance=prov,
+        curves=module.curves, bootstrap=module.stats,
+        timings={"load_s": round(t_load - t0, 3), "evaluate_s": round(t_eval - t_load, 3)},
     )
-    path = leaderboard.csv_path(lb_dir, ds.family, ds.name)
-    result.replaced = leaderboard.upsert_row(path, row, list(result.metrics))
+
+
+def publish(scores: Scores, out: Path, leaderboard_dir: Path) -> Published:
+    """Write metrics.json (and curves.json) to ``out``, the row and its curves to the leaderboard, then the
+    family's summary tables (registered with :func:`bench.leaderboard.register_summary`)."""
+    prov = scores.provenance
+    payload = {
+        "method": scores.method, "dataset": scores.dataset, "variant": scores.variant, "metrics": scores.metrics,
+        "num_samples": scores.num_samples, "bundled_sample": scores.bundled, "provenance": prov,
+        "timings": scores.timings,
+    }
+    leaderboard.write_atomic(out / "metrics.json", leaderboard.metrics_json(payload))
+    curves_bytes = page.dumps({"method": scores.method, "dataset": scores.dataset, "variant": scores.variant,
+                               "family": scores.family, **scores.curves}) if scores.curves else None
+    if curves_bytes:
+        leaderboard.write_atomic(out / "curves.json", curves_bytes)
+    row = leaderboard.make_row(
+        scores.method, scores.variant, scores.metrics,
+        {"num_samples": scores.num_samples, "code": prov["code_version"], "data": prov["data"],
+         "predictions": prov["predictions"]},
+    )
+    path = leaderboard.csv_path(leaderboard_dir, scores.family, scores.dataset)
+    replaced = leaderboard.upsert_row(path, row, list(scores.metrics))
     if curves_bytes:  # the page plots the leaderboard's curves: kept beside the CSV, one file per row
-        leaderboard.write_atomic(page.curves_path(lb_dir, ds.family, ds.name, method_name, ds.variant), curves_bytes)
-    if ds.family == "object6d" and ds.name in leaderboard.BOP_CORE:
-        leaderboard.update_bop_core(lb_dir)
-    result.csv_path = path
-    return result
+        leaderboard.write_atomic(page.curves_path(leaderboard_dir, scores.family, scores.dataset, scores.method,
+                                                  scores.variant), curves_bytes)
+    for summary in leaderboard.summaries(scores.family):
+        summary(leaderboard_dir, scores.dataset)
+    return Published(out, path, replaced)
+
+
+def evaluate(cfg: DictConfig, console=None) -> tuple[Scores, Published] | None:
+    """``python -m bench evaluate``: score, then publish (rank 0). None on the other ranks."""
+    scores = score(cfg, console)
+    if scores is None:
+        return None
+    out = Path(cfg.out) if cfg.out else default_out(scores.method, scores.dataset)
+    lb_dir = Path(cfg.leaderboard_dir) if cfg.leaderboard_dir else REPO / "leaderboards"
+    return scores, publish(scores, out, lb_dir)

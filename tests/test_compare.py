@@ -38,9 +38,9 @@ def manifest(tmp_path_factory, coco_gt):
 
 def test_perfect_against_noisy_has_the_known_interval(manifest):
     r = compare("coco/perfect", "coco/noisy", samples=400, seed=2, manifest=manifest)
-    _, noisy = score(load_manifest(manifest)[1])
-    ap = float(noisy.compute()["AP"])
-    ci = confidence_intervals(noisy.bootstrap_stats(), samples=400, seed=2)
+    noisy = score(load_manifest(manifest)[1])
+    ap = noisy.metrics["AP"]
+    ci = confidence_intervals(noisy.bootstrap, samples=400, seed=2)
     assert r.key == "AP" and r.a == pytest.approx(1.0, abs=1e-12) and r.b == pytest.approx(ap, abs=1e-12)
     assert r.diff == pytest.approx(1 - ap, abs=1e-12)
     assert r.ci_low == pytest.approx(1 - ci["AP_ci_high"], abs=1e-12)

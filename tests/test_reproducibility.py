@@ -45,8 +45,8 @@ def _outputs(out: Path, lb: Path, family: str, dataset: str) -> tuple[dict, byte
 def _in_process(tmp: Path, tag: str, family: str, args: list[str]) -> tuple[dict, bytes, bytes]:
     out, lb = tmp / f"out-{tag}", tmp / f"lb-{tag}"
     cfg = compose([*args, f"out={out}", f"leaderboard_dir={lb}", "progress=false"])
-    res = evaluate(cfg)
-    return _outputs(out, lb, family, res.dataset)
+    scores, _ = evaluate(cfg)
+    return _outputs(out, lb, family, scores.dataset)
 
 
 def _cli(tmp: Path, tag: str, family: str, dataset: str, args: list[str]) -> tuple[dict, bytes, bytes]:

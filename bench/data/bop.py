@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bench import leaderboard
 from bench.data.base import BenchmarkDataset, resolve_data_root
 from bench.errors import InputError
 from bench.predictions.bop_csv import IM_ID_LIMIT, empty_output, read_bop19_csv, sample_id_of
@@ -439,6 +440,13 @@ def drop_unknown_objects(preds: dict[int, Prediction], obj_ids: Iterable[int], d
 def _opt(cfg: Any, key: str, default: Any) -> Any:
     v = cfg.get(key) if cfg is not None else None
     return default if v is None else v
+
+
+@leaderboard.register_summary("object6d")
+def bop_core_summary(leaderboard_dir: Path, dataset: str) -> None:
+    """AR_C (object6d/bop_core.csv) whenever a core dataset's row changes."""
+    if dataset in leaderboard.BOP_CORE:
+        leaderboard.update_bop_core(leaderboard_dir)
 
 
 @register_dataset(*BOP_PARAMS)
