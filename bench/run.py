@@ -130,6 +130,12 @@ def build_dataset(cfg: DictConfig) -> BenchmarkDataset:
     if name not in DATASETS:
         raise InputError(None, None, "dataset", f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
     ds_cfg = OmegaConf.merge(cfg.dataset, {"data_root": cfg.data_root or cfg.dataset.get("data_root")})
+    # what the method needs from the data (2D inputs of a lifter, ...) is a dataset option: the method's config
+    # names the official default under ``inputs``, the user's dataset.X= wins
+    inputs = {} if cfg.predictions else (OmegaConf.select(cfg, "method.inputs") or {})
+    needs = {k: v for k, v in inputs.items() if ds_cfg.get(k) is None}
+    if needs:
+        ds_cfg = OmegaConf.merge(ds_cfg, needs)
     if cfg.get("smpl_dir"):  # top-level smpl_dir= is the mesh datasets' (and TokenHMR's) SMPL folder
         ds_cfg = OmegaConf.merge(ds_cfg, {"smpl_dir": cfg.smpl_dir})
     return DATASETS[name](ds_cfg)

@@ -33,3 +33,14 @@ class Prediction:
 def collate_samples(batch: list[Sample]) -> list[Sample]:
     """DataLoader collate: keep samples as a list (their sizes differ)."""
     return list(batch)
+
+
+@dataclass
+class Detection:
+    """One upstream 2D detection of an object in a BOP test image (xywh pixels, its score and the detector's
+    time per image in seconds)."""
+
+    obj_id: int
+    bbox_xywh: tuple[float, float, float, float]
+    score: float
+    time: float

@@ -30,9 +30,11 @@ from torch import Tensor
 from bench import leaderboard
 from bench.data.base import BenchmarkDataset, resolve_data_root
 from bench.errors import InputError
+from bench.formats.ply import read_ply
 from bench.predictions.bop_csv import IM_ID_LIMIT, empty_output, read_bop19_csv, sample_id_of
+from bench.predictions.bop_detections import read_detections
 from bench.registry import register_dataset
-from bench.types import Prediction, Sample
+from bench.types import Detection, Prediction, Sample
 from metrics.bop.model import ObjectModel
 
 TARGETS_FILE = "test_targets_bop19.json"
@@ -121,41 +123,6 @@ def read_targets(path: Path) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def read_ply(path: Path) -> tuple[Tensor, Tensor]:
-    """A triangle mesh (ASCII or binary PLY) -> vertices (N, 3) float64, faces (F, 3) int64."""
-    from plyfile import PlyData, PlyParseError
-
-    try:
-        ply = PlyData.read(str(path))
-    except FileNotFoundError:
-        raise InputError(path, None, None, "file not found (models_eval/obj_XXXXXX.ply expected)") from None
-    except (PlyParseError, ValueError, OSError, UnicodeDecodeError, IndexError, KeyError) as e:
-        raise InputError(path, None, None, f"not a readable PLY file ({str(e)[:80]})") from None
-    names = [e.name for e in ply.elements]
-    if "vertex" not in names or "face" not in names:
-        raise InputError(path, "header", "element", f"needs 'vertex' and 'face' elements, has {names}")
-    vert = ply["vertex"].data
-    for c in "xyz":
-        if c not in vert.dtype.names:
-            raise InputError(path, "element vertex", c, "missing vertex property")
-    v = np.stack([np.asarray(vert[c], dtype=np.float64) for c in "xyz"], axis=1)
-    if not np.isfinite(v).all():
-        raise InputError(path, "element vertex", "xyz", "non-finite vertex coordinate")
-    face = ply["face"].data
-    prop = next((p for p in ("vertex_indices", "vertex_index") if p in face.dtype.names), None)
-    if prop is None:
-        raise InputError(path, "element face", "vertex_indices", "missing face property")
-    lists = face[prop]
-    lens = np.fromiter((len(a) for a in lists), dtype=np.int64, count=len(lists))
-    if (lens != 3).any():
-        i = int(np.flatnonzero(lens != 3)[0])
-        raise InputError(path, f"face {i}", prop, f"only triangles are supported, got {lens[i]} corners")
-    f = np.stack(list(lists)).astype(np.int64) if len(lists) else np.zeros((0, 3), np.int64)
-    if f.size and (f.min() < 0 or f.max() >= len(v)):
-        raise InputError(path, "element face", prop, f"vertex index out of range [0, {len(v)})")
-    return torch.from_numpy(v), torch.from_numpy(f)
-
-
 def read_models(root: Path, obj_ids: Iterable[int]) -> dict[int, ObjectModel]:
     """models_eval meshes and their models_info entries (diameter, symmetries as stored)."""
     info_path = root / MODELS_DIR / "models_info.json"
@@ -232,10 +199,13 @@ class BopDataset(BenchmarkDataset):
     metric_keys = ("AR", "AR_VSD", "AR_MSSD", "AR_MSPD")
 
     def __init__(
-        self, name: str, root: Path, bundled: bool, params: BopParams, targets_file: str = TARGETS_FILE
+        self, name: str, root: Path, bundled: bool, params: BopParams, targets_file: str = TARGETS_FILE,
+        detections: str | Path | None = None,
     ):
         super().__init__(name, root, bundled)
         self.params = params
+        self.detections_path = Path(detections) if detections else None
+        self._detections: dict[tuple[int, int], list[Detection]] | None = None
         self.split_dir = self.root / params.test_split
         self.targets_path = self.root / targets_file
         targets = read_targets(self.targets_path)
@@ -357,6 +327,8 @@ class BopDataset(BenchmarkDataset):
         inputs: dict[str, Any] = {"depth_path": str(img.depth_path), "K": target["K"]}
         if img.rgb_path is not None:
             inputs["rgb_path"] = str(img.rgb_path)
+        if self.detections_path is not None:  # the upstream detector's boxes of this image (two-stage methods)
+            inputs["detections"] = self.detections.get(divmod(int(target["sample_id"]), IM_ID_LIMIT), [])
         return Sample(int(target["sample_id"]), target, inputs)
 
     def annotations(self, index: int) -> dict[str, Tensor]:
@@ -373,6 +345,17 @@ class BopDataset(BenchmarkDataset):
         if self._models is None:
             self._models = read_models(self.root, self.target_obj_ids)
         return self._models
+
+    def object_models(self, obj_ids: Iterable[int]) -> dict[int, ObjectModel]:
+        """models_eval meshes of any objects of the dataset (a method's classes may be more than the targets)."""
+        return read_models(self.root, obj_ids)
+
+    @property
+    def detections(self) -> dict[tuple[int, int], list[Detection]]:
+        """The upstream detections of ``dataset.detections=FILE`` by (scene_id, im_id), read once ({} without)."""
+        if self._detections is None:
+            self._detections = read_detections(self.detections_path) if self.detections_path else {}
+        return self._detections
 
     def gt_files(self) -> Iterable[Path]:
         files = [self.targets_path, self.root / MODELS_DIR / "models_info.json"]
@@ -454,7 +437,8 @@ def build(cfg: Any) -> BopDataset:
     """Hydra node ``dataset`` (bench/conf/dataset/<name>.yaml) -> BopDataset.
 
     Options (null = the official value): ``test_split``, ``vsd_delta``, ``width``, ``height``,
-    ``targets_file``.
+    ``targets_file``; ``detections``: an upstream detections JSON, handed to two-stage methods (GDRNPP) per
+    image as ``Sample.inputs["detections"]``.
     """
     name = str(cfg.name)
     base = BOP_PARAMS[name]
@@ -472,4 +456,4 @@ def build(cfg: Any) -> BopDataset:
     root, bundled = resolve_data_root(
         name, _opt(cfg, "data_root", None), required, name if name == "ycbv" else None
     )
-    return BopDataset(name, root, bundled, params, targets_file)
+    return BopDataset(name, root, bundled, params, targets_file, _opt(cfg, "detections", None))

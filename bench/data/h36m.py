@@ -169,8 +169,10 @@ class H36MDataset(BenchmarkDataset):
     metric_keys = (*H36M_METRICS, *[f"{m}/{a}" for m in H36M_METRICS for a in H36M_ACTIONS])
 
     def __init__(self, root: Path, bundled: bool, subjects: Iterable[str] = ("S9", "S11"),
-                 root_relative_pred: Any = True, aggregation: str = "action", name: str = "h36m"):
+                 root_relative_pred: Any = True, aggregation: str = "action", name: str = "h36m",
+                 keypoints_2d: str | None = None):
         super().__init__(name, root, bundled)
+        self.keypoints_2d_name = None if keypoints_2d in (None, "") else str(keypoints_2d)
         self.subjects = tuple(str(s) for s in subjects)
         mode = root_relative_pred.lower() if isinstance(root_relative_pred, str) else root_relative_pred
         if mode not in _ROOT_MODES:
@@ -191,6 +193,8 @@ class H36MDataset(BenchmarkDataset):
                     keys.append(Sequence(f"{s}/{a}/{c}", s, a, c, H36M_ACTIONS.index(action_group(a))))
         self.sequences: list[Sequence] = sorted(keys, key=lambda q: q.key)
         self.index = {q.key: i for i, q in enumerate(self.sequences)}
+        if self.keypoints_2d_name is not None:
+            self.keypoints_2d(self.keypoints_2d_name)  # read and checked now: a bad file is one line before any run
         self.variant = "" if (self.pred_root, aggregation) == ("zero", "action") else \
             f"pred_root={self.pred_root},aggregation={aggregation}"
 
@@ -212,8 +216,13 @@ class H36MDataset(BenchmarkDataset):
     def __getitem__(self, i: int) -> Sample:
         q = self.sequences[i]
         target = {"joints": self.gt_joints(i), "sample_id": torch.tensor(i), "action": torch.tensor(q.action_index)}
+        intr = h36m_cameras.INTRINSICS[q.camera]
         inputs = {"key": q.key, "subject": q.subject, "action": q.action, "camera": q.camera,
-                  "camera_id": h36m_cameras.CAMERA_IDS[q.camera]}
+                  "camera_id": h36m_cameras.CAMERA_IDS[q.camera], "image_size": (intr.res_w, intr.res_h)}
+        if self.keypoints_2d_name is not None:  # the 2D inputs of a lifter (dataset.keypoints_2d=NAME)
+            kp = self.keypoints_2d(self.keypoints_2d_name)
+            inputs["keypoints_2d"] = kp.arrays[q.key]
+            inputs["keypoints_symmetry"] = (kp.kps_left, kp.kps_right)
         return Sample(sample_id=i, target=target, inputs=inputs)
 
     def gt_files(self) -> Iterable[Path]:
@@ -264,4 +273,5 @@ def build_h36m(cfg) -> H36MDataset:
     root, bundled = resolve_data_root("h36m", cfg.get("data_root"), [GT_FILE], sample="h36m")
     return H36MDataset(root, bundled, subjects=list(cfg.get("subjects", ["S9", "S11"])),
                        root_relative_pred=cfg.get("root_relative_pred", True),
-                       aggregation=str(cfg.get("aggregation", "action")), name=str(cfg.get("name", "h36m")))
+                       aggregation=str(cfg.get("aggregation", "action")), name=str(cfg.get("name", "h36m")),
+                       keypoints_2d=cfg.get("keypoints_2d", None))

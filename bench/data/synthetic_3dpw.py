@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.smpl_model import load_smpl
+from bench.formats.smpl import load_smpl
 
 #: (sequence, number of frames, per person: (gender code, number of betas stored))
 DEFAULT_SEQUENCES = (

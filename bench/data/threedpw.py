@@ -41,8 +41,8 @@ import torch
 from torchmetrics import Metric
 
 from bench.data.base import BenchmarkDataset, resolve_data_root
-from bench.data.smpl_model import N_VERTS, load_smpl
 from bench.errors import InputError
+from bench.formats.smpl import N_VERTS, load_smpl
 from bench.predictions.npz import UnscoredKeysWarning
 from bench.registry import register_dataset
 from bench.safe_pickle import load_npz, load_pickle

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from bench.errors import InputError
 from bench.registry import register_method
-from methods.human3d.lifting import LiftingMethod, attach_inputs, load_into, load_official_state_dict
+from methods.human3d.lifting import LiftingMethod, load_into, load_official_state_dict, require_inputs
 from methods.human3d.videopose3d import edge_pad
 
 NUM_JOINTS = 17
@@ -224,10 +224,11 @@ def method_options(cfg) -> dict:
 
 @register_method("gla-gcn")
 def build(cfg, dataset, weights: Path | None) -> GLAGCN:
-    """``method=gla-gcn dataset=h36m weights=FILE``: an official checkpoint on the 2D detections ``keypoints``."""
+    """``method=gla-gcn dataset=h36m weights=FILE``: an official checkpoint on the 2D detections
+    ``dataset.keypoints_2d`` (the config's ``inputs`` name the official ones)."""
     if weights is None:
         raise InputError(None, None, "weights", "gla-gcn runs a network: pass weights=FILE (an official GLA-GCN "
                          "checkpoint, e.g. 96_cpn_ft_h36m_dbb_243_supervised.bin), or predictions=FILE")
+    require_inputs(dataset, cfg)
     model = GLAGCN.from_official_checkpoint(Path(weights), **method_options(cfg))
-    model.keypoints = attach_inputs(dataset, cfg)
     return model

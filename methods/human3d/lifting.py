@@ -21,8 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bench.data import h36m_cameras
-from bench.data.h36m import Keypoints2D
 from bench.errors import InputError
 from bench.types import Prediction, Sample
 from methods.base import PoseMethod
@@ -69,18 +67,18 @@ def load_official_state_dict(path: str | Path) -> dict[str, Tensor]:
 class LiftingMethod(PoseMethod):
     """A 2D -> 3D lifter over Human3.6M sequences: each Sample is one (subject, action, camera) sequence.
 
-    ``keypoints`` holds the 2D inputs of every sequence (``H36MDataset.keypoints_2d``); ``predict_step``
-    normalises a sequence, runs :meth:`lift` (with the flip test when ``flip_test``) and returns
-    ``{"joints": (T, 17, 3)}`` in metres.
+    The 2D inputs arrive with the sample (the dataset option ``dataset.keypoints_2d=NAME``, which the lifters'
+    configs set to the official detections): ``inputs["keypoints_2d"]`` ``(T, 17, 2)`` pixels,
+    ``inputs["keypoints_symmetry"]`` (left, right) of the 2D file and ``inputs["image_size"]`` (w, h) of the
+    camera. ``predict_step`` normalises a sequence, runs :meth:`lift` (with the flip test when ``flip_test``)
+    and returns ``{"joints": (T, 17, 3)}`` in metres.
     """
 
     family = "human3d"
 
-    def __init__(self, net: nn.Module, keypoints: Keypoints2D | None = None, flip_test: bool = True,
-                 zero_root: bool = False):
+    def __init__(self, net: nn.Module, flip_test: bool = True, zero_root: bool = False):
         super().__init__()
         self.net = net
-        self.keypoints = keypoints
         self.flip_test = flip_test
         self.zero_root = zero_root
 
@@ -88,10 +86,10 @@ class LiftingMethod(PoseMethod):
         """Normalised 2D ``(B, T, 17, 2)`` -> 3D ``(B, T, 17, 3)``: every frame, its own window convention."""
         raise NotImplementedError
 
-    def predict_sequence(self, kps: Tensor) -> Tensor:
-        """One normalised 2D sequence ``(T, 17, 2)`` -> ``(T, 17, 3)``, with the official flip test."""
-        kps_left, kps_right = (self.keypoints.kps_left, self.keypoints.kps_right) if self.keypoints else \
-            (JOINTS_LEFT, JOINTS_RIGHT)
+    def predict_sequence(self, kps: Tensor, kps_left: tuple[int, ...] = JOINTS_LEFT,
+                         kps_right: tuple[int, ...] = JOINTS_RIGHT) -> Tensor:
+        """One normalised 2D sequence ``(T, 17, 2)`` -> ``(T, 17, 3)``, with the official flip test (the input
+        mirrored with the 2D file's symmetry, the output with the H36M skeleton's)."""
         if not self.flip_test:
             out = self.lift(kps[None])[0]
         else:
@@ -103,18 +101,23 @@ class LiftingMethod(PoseMethod):
         return out
 
     def normalized_input(self, sample: Sample) -> Tensor:
-        if self.keypoints is None:
-            raise RuntimeError("no 2D inputs attached")
-        key = sample.inputs["key"]
-        intr = h36m_cameras.INTRINSICS[int(sample.inputs["camera"])]
-        kps = normalize_screen_coordinates(self.keypoints.arrays[key], intr.res_w, intr.res_h)
+        if "keypoints_2d" not in sample.inputs:
+            raise InputError(None, f"sequence {sample.inputs.get('key', sample.sample_id)!r}", "dataset.keypoints_2d",
+                             "a lifter needs the 2D inputs of every sequence: pass dataset.keypoints_2d=NAME "
+                             "(data_2d_h36m_<NAME>.npz beside the 3D file)")
+        w, h = sample.inputs["image_size"]
+        kps = normalize_screen_coordinates(np.asarray(sample.inputs["keypoints_2d"]), int(w), int(h))
         return torch.from_numpy(kps.astype(np.float32)).to(self.device)
 
     @torch.no_grad()
     def predict_step(self, batch: list[Sample], batch_idx: int = 0) -> list[Prediction]:
         self.net.eval()
-        return [Prediction(s.sample_id, {"joints": self.predict_sequence(self.normalized_input(s)).to(torch.float64)})
-                for s in batch]
+        out = []
+        for s in batch:
+            left, right = s.inputs.get("keypoints_symmetry", (JOINTS_LEFT, JOINTS_RIGHT))
+            joints = self.predict_sequence(self.normalized_input(s), tuple(left), tuple(right))
+            out.append(Prediction(s.sample_id, {"joints": joints.to(torch.float64)}))
+        return out
 
 
 def load_into(net: nn.Module, converted: dict[str, Tensor], path: str | Path | None) -> None:
@@ -123,8 +126,8 @@ def load_into(net: nn.Module, converted: dict[str, Tensor], path: str | Path | N
     net.eval()
 
 
-def attach_inputs(dataset, cfg) -> Keypoints2D:
-    """The 2D detections named by the method config (``keypoints: cpn_ft_h36m_dbb``) of an h36m dataset."""
-    if not hasattr(dataset, "keypoints_2d"):
-        raise InputError(None, None, "dataset", f"{cfg.get('name')} lifts Human3.6M 2D detections: use dataset=h36m")
-    return dataset.keypoints_2d(str(cfg.get("keypoints", "cpn_ft_h36m_dbb")))
+def require_inputs(dataset, cfg) -> None:
+    """The lifters score Human3.6M sequences with 2D inputs: refuse other datasets in one line."""
+    if getattr(dataset, "keypoints_2d_name", None) is None:
+        raise InputError(None, None, "dataset", f"{cfg.get('name')} lifts Human3.6M 2D detections: use dataset=h36m "
+                         "with dataset.keypoints_2d=NAME (the method's config sets the official one)")

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from bench.errors import InputError
 from bench.registry import register_method
-from methods.human3d.lifting import LiftingMethod, attach_inputs, load_into, load_official_state_dict
+from methods.human3d.lifting import LiftingMethod, load_into, load_official_state_dict, require_inputs
 
 NUM_JOINTS = 17
 
@@ -117,10 +117,11 @@ def method_options(cfg) -> dict:
 
 @register_method("videopose3d")
 def build(cfg, dataset, weights: Path | None) -> VideoPose3D:
-    """``method=videopose3d dataset=h36m weights=FILE``: an official checkpoint on the 2D detections ``keypoints``."""
+    """``method=videopose3d dataset=h36m weights=FILE``: an official checkpoint on the 2D detections
+    ``dataset.keypoints_2d`` (the config's ``inputs`` name the official ones)."""
     if weights is None:
         raise InputError(None, None, "weights", "videopose3d runs a network: pass weights=FILE (an official "
                          "VideoPose3D checkpoint, e.g. pretrained_h36m_cpn.bin), or predictions=FILE")
+    require_inputs(dataset, cfg)
     model = VideoPose3D.from_official_checkpoint(Path(weights), **method_options(cfg))
-    model.keypoints = attach_inputs(dataset, cfg)
     return model

@@ -522,7 +522,7 @@ class TokenHMR(PoseMethod):
             if self.smpl_dir is None:
                 raise InputError(None, None, "smpl_dir", "TokenHMR needs the SMPL model for vertices: pass smpl_dir=DIR "
                                  "(holding smpl/SMPL_NEUTRAL.pkl)")
-            from bench.data.smpl_model import load_smpl
+            from bench.formats.smpl import load_smpl
             self._smpl.append(load_smpl(self.smpl_dir, "neutral"))
         return self._smpl[0].to(self.device)
 

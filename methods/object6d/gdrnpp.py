@@ -27,7 +27,6 @@ official model they agree to 3e-7 in R and 4e-8 m in t (tests/methods/test_gdrnp
 """
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import time
@@ -41,8 +40,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.errors import InputError
+from bench.formats.ply import read_ply
 from bench.registry import register_method
-from bench.types import Prediction, Sample
+from bench.types import Detection, Prediction, Sample
 from methods.base import PoseMethod
 from methods.object6d.pose_decoding import (
     allocentric_to_egocentric,
@@ -285,89 +285,6 @@ def match_state_dict(raw: dict[str, Any], model: nn.Module, source: str | Path |
 # ------------------------------------------------------------------------------------------ detections
 
 
-@dataclass
-class Detection:
-    obj_id: int
-    bbox_xywh: tuple[float, float, float, float]
-    score: float
-    time: float
-
-
-def _num(path: Path, record: str, field_: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-        raise InputError(path, record, field_, f"expected a finite number, got {str(v)[:40]}")
-    return float(v)
-
-
-def _det(path: Path, record: str, rec: Any, obj_key: str, bbox_key: str) -> Detection:
-    if not isinstance(rec, dict):
-        raise InputError(path, record, None, "expected an object with obj_id, bbox_est, score")
-    for key in (obj_key, bbox_key):
-        if key not in rec:
-            raise InputError(path, record, key, "missing")
-    obj = rec[obj_key]
-    if isinstance(obj, bool) or not isinstance(obj, int) or obj < 0:
-        raise InputError(path, record, obj_key, f"expected an integer >= 0, got {obj!r}")
-    box = rec[bbox_key]
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
-        raise InputError(path, record, bbox_key, f"expected [x, y, w, h], got {str(box)[:60]}")
-    box = tuple(_num(path, record, bbox_key, v) for v in box)
-    if box[2] < 0 or box[3] < 0:
-        raise InputError(path, record, bbox_key, f"negative width or height in {list(box)}")
-    score = _num(path, record, "score", rec.get("score", 1.0))
-    t = _num(path, record, "time", rec.get("time", 0.0))
-    return Detection(obj, box, score, t)
-
-
-def read_detections(path: str | Path) -> dict[tuple[int, int], list[Detection]]:
-    """A detections JSON -> ``{(scene_id, im_id): [Detection, ...]}`` (file order).
-
-    Two layouts: GDRNPP's (``datasets/BOP_DATASETS/<ds>/test/test_bboxes/yolox_*.json``)
-    ``{"scene_id/im_id": [{"obj_id", "bbox_est": [x, y, w, h], "score", "time"}, ...]}``, and the BOP
-    challenge's default detections, a list of ``{"scene_id", "image_id", "category_id", "bbox", "score",
-    "time"}``. ``score`` defaults to 1 and ``time`` to 0, as the official loader does.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, None, None, "detections file not found") from None
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"line {e.lineno}", None, f"not valid JSON ({e.msg})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(path, None, None, f"cannot read ({e.__class__.__name__})") from None
-    out: dict[tuple[int, int], list[Detection]] = {}
-    if isinstance(data, dict):
-        for key, dets in data.items():
-            parts = key.split("/")
-            if len(parts) != 2 or not all(p.isdigit() for p in parts):
-                raise InputError(path, f"key '{key}'", None, "expected a 'scene_id/im_id' key")
-            scene, im = int(parts[0]), int(parts[1])
-            if im >= IM_ID_LIMIT:
-                raise InputError(path, f"key '{key}'", None, f"im_id must be < {IM_ID_LIMIT}")
-            if not isinstance(dets, list):
-                raise InputError(path, f"key '{key}'", None, "expected a list of detections")
-            out.setdefault((scene, im), []).extend(
-                _det(path, f"key '{key}' index {j}", d, "obj_id", "bbox_est") for j, d in enumerate(dets))
-    elif isinstance(data, list):
-        for j, d in enumerate(data):
-            r = f"index {j}"
-            if not isinstance(d, dict):
-                raise InputError(path, r, None, "expected an object")
-            ids = []
-            for key in ("scene_id", "image_id"):
-                v = d.get(key)
-                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                    raise InputError(path, r, key, f"expected an integer >= 0, got {v!r}")
-                ids.append(v)
-            if ids[1] >= IM_ID_LIMIT:
-                raise InputError(path, r, "image_id", f"must be < {IM_ID_LIMIT}")
-            out.setdefault((ids[0], ids[1]), []).append(_det(path, r, d, "category_id", "bbox"))
-    else:
-        raise InputError(path, None, None, "expected a JSON object keyed 'scene_id/im_id' or a list of detections")
-    return out
-
-
 def select_detections(dets: list[Detection], obj_ids: list[int], topk: int, score_thr: float) -> list[Detection]:
     """The official ``load_detections_into_dataset``: drop scores below the threshold and unknown objects, keep
     the ``topk`` best per object (stable on ties), objects in class order."""
@@ -408,8 +325,7 @@ class GDRNPP(PoseMethod):
 
     family = "object6d"
 
-    def __init__(self, net: GDRNPPNet, obj_ids: list[int], extents: Tensor,
-                 detections: dict[tuple[int, int], list[Detection]] | None = None):
+    def __init__(self, net: GDRNPPNet, obj_ids: list[int], extents: Tensor):
         super().__init__()
         if len(obj_ids) != net.cfg.num_classes:
             raise ValueError(f"{len(obj_ids)} obj_ids for {net.cfg.num_classes} classes")
@@ -417,11 +333,10 @@ class GDRNPP(PoseMethod):
         self.cfg = net.cfg
         self.obj_ids = list(obj_ids)
         self.register_buffer("extents", extents.to(torch.float32), persistent=False)   # (C, 3) metres
-        self.detections = detections or {}
 
     @classmethod
     def from_official_checkpoint(cls, path: Path, obj_ids: list[int] | None = None, extents: Tensor | None = None,
-                                 detections: dict | None = None, **cfg) -> GDRNPP:
+                                 **cfg) -> GDRNPP:
         """Build the network on the meta device (no random init) and assign the converted official weights."""
         config = GDRNPPConfig(**cfg)
         if obj_ids is None:
@@ -432,7 +347,7 @@ class GDRNPP(PoseMethod):
             net = GDRNPPNet(config)
         sd = match_state_dict(read_checkpoint(Path(path)), net, path)
         net.load_state_dict(sd, strict=True, assign=True)
-        return cls(net, obj_ids, extents, detections)
+        return cls(net, obj_ids, extents)
 
     # -- inference
 
@@ -477,7 +392,10 @@ class GDRNPP(PoseMethod):
         for s in batch:
             t0 = time.perf_counter()
             scene, im = divmod(int(s.sample_id), IM_ID_LIMIT)
-            dets = select_detections(self.detections.get((scene, im), []), self.obj_ids, self.cfg.det_topk_per_obj,
+            if "detections" not in s.inputs:
+                raise InputError(None, f"scene {scene} image {im}", "dataset.detections",
+                                 "gdrnpp needs the detections of every test image: pass dataset.detections=FILE")
+            dets = select_detections(s.inputs["detections"], self.obj_ids, self.cfg.det_topk_per_obj,
                                      self.cfg.det_score_thr)
             if not dets:
                 out.append(Prediction(s.sample_id, _empty()))
@@ -536,11 +454,9 @@ def build(cfg: Any, dataset: Any, weights: Path | None) -> PoseMethod:
     if weights is None:
         raise InputError(None, None, "weights", "gdrnpp needs weights=FILE (an official GDRNPP checkpoint) or "
                          "predictions=FILE (a BOP19 CSV)")
-    det_path = _opt(cfg, "detections", None)
-    if det_path is None:
-        raise InputError(None, None, "method.detections", "gdrnpp needs method.detections=FILE (the detections "
+    if getattr(dataset, "detections_path", None) is None:
+        raise InputError(None, None, "dataset.detections", "gdrnpp needs dataset.detections=FILE (the detections "
                          "JSON, e.g. GDRNPP's test_bboxes/yolox_*.json)")
-    detections = read_detections(det_path)
     name = str(getattr(dataset, "name", ""))
     obj_ids = _opt(cfg, "obj_ids", None)
     if obj_ids is None:
@@ -554,13 +470,11 @@ def build(cfg: Any, dataset: Any, weights: Path | None) -> PoseMethod:
     defaults = GDRNPPConfig(**OFFICIAL_OVERRIDES.get(name, {}))
     options = {f: type(getattr(defaults, f))(_opt(cfg, f, getattr(defaults, f)))
                for f in GDRNPPConfig.__dataclass_fields__ if f != "num_classes"}
-    return GDRNPP.from_official_checkpoint(weights, obj_ids=obj_ids, extents=extents, detections=detections,
-                                           num_classes=len(obj_ids), **options)
+    return GDRNPP.from_official_checkpoint(weights, obj_ids=obj_ids, extents=extents, num_classes=len(obj_ids),
+                                           **options)
 
 
 def _extents(cfg: Any, dataset: Any, name: str, obj_ids: list[int]) -> Tensor:
-    from bench.data.bop import read_ply
-
     models_dir = _opt(cfg, "models_dir", None)
     if models_dir is None and getattr(dataset, "root", None) is not None:
         official = Path(dataset.root) / OFFICIAL_MODELS_DIR.get(name, "models")
@@ -574,6 +488,4 @@ def _extents(cfg: Any, dataset: Any, name: str, obj_ids: list[int]) -> Tensor:
     warnings.warn(f"gdrnpp: object extents from models_eval (the official code uses the "
                   f"{OFFICIAL_MODELS_DIR.get(name, 'models')}/ meshes, absent here; set method.models_dir)",
                   stacklevel=2)
-    from bench.data.bop import read_models
-
-    return model_extents(read_models(Path(dataset.root), obj_ids), obj_ids, "models_eval")
+    return model_extents(dataset.object_models(obj_ids), obj_ids, "models_eval")

@@ -1,4 +1,4 @@
-"""3DPW (bench/data/threedpw.py), SMPL loading (bench/data/smpl_model.py) and the sparse opt-in of the
+"""3DPW (bench/data/threedpw.py), SMPL loading (bench/formats/smpl.py) and the sparse opt-in of the
 restricted unpickler.
 
 The expected GT is built independently of the reader, the way SPIN does it: ``smplx.create`` (smplx's own
@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 from scipy.spatial.transform import Rotation
 
-from bench.data.smpl_model import load_smpl, read_smpl_arrays
+from bench.formats.smpl import load_smpl, read_smpl_arrays
 from bench.data.synthetic_3dpw import write_smpl_predictions, write_synthetic_3dpw
 from bench.data.threedpw import ThreeDPWDataset, load_sequence
 from bench.errors import InputError

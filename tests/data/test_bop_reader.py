@@ -20,7 +20,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from bench.data.bop import BOP_PARAMS, BopDataset, build, read_ply
+from bench.data.bop import BOP_PARAMS, BopDataset, build
+from bench.formats.ply import read_ply
 from bench.errors import InputError
 from bench.registry import DATASETS
 
@@ -190,6 +191,25 @@ def test_bundled_sample_is_used_without_data_root(monkeypatch):
     assert kinds == {b"format ascii 1.0", b"format binary_little_endian 1.0"}
     for o in ds.models:
         assert ds.models[o].vertices.shape[0] > 50
+
+
+def test_detections_option_hands_each_image_its_detections(tmp_path, monkeypatch):
+    """``dataset.detections=FILE``: the upstream detections reach the method through ``Sample.inputs`` (the
+    method reads no file); an image the file says nothing about gets an empty list, and without the option
+    the samples carry no detections at all."""
+    monkeypatch.delenv("POSEARENA_DATA", raising=False)
+    plain = dataset(None)
+    first, second = (int(plain.annotations(i)["sample_id"]) for i in (0, 1))
+    scene, im = divmod(first, 1_000_000)
+    dets = tmp_path / "yolox.json"
+    dets.write_text(json.dumps({f"{scene}/{im}": [{"obj_id": 2, "bbox_est": [10, 20, 30, 40], "score": 0.9},
+                                                  {"obj_id": 5, "bbox_est": [1, 2, 3, 4], "score": 0.4}]}))
+    ds = build(OmegaConf.create({"name": "ycbv", "data_root": None, "detections": str(dets)}))
+    got = ds[0].inputs["detections"]
+    assert [(d.obj_id, d.bbox_xywh, d.score) for d in got] == [(2, (10.0, 20.0, 30.0, 40.0), 0.9),
+                                                                 (5, (1.0, 2.0, 3.0, 4.0), 0.4)]
+    assert int(ds[1].target["sample_id"]) == second and ds[1].inputs["detections"] == []
+    assert "detections" not in plain[0].inputs
 
 
 def test_binary_and_ascii_ply_agree(tmp_path):

@@ -18,13 +18,15 @@ tests/data/gdrnpp_golden/golden.json holds numbers from the official code itself
 repo with stubs for mmcv/detectron2/numba that provide only init helpers and registries; details in its
 PROVENANCE.md): the state-dict layout of the YCB-V model, and ``GDRN_DoubleMask.forward(do_loss=False)`` of a
 small variant (convnext_atto, feat_dim 32, 3 classes) with ``small_checkpoint()``'s weights (which the official
-model loaded with ``strict=True``) on ``golden_inputs()``.
+model loaded with ``strict=True``) on ``golden_inputs()``. That comparison follows tests/recorded.py: our network
+runs in float64.
 """
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,9 +34,11 @@ import torch
 from PIL import Image
 
 from bench.errors import InputError
+from bench.predictions.bop_detections import read_detections
 from bench.types import Sample
 from methods.object6d import gdrnpp as G
 from methods.object6d import pose_decoding as P
+from tests.recorded import assert_matches_recorded
 
 GOLDEN = json.loads((Path(__file__).resolve().parents[1] / "data" / "gdrnpp_golden" / "golden.json").read_text())
 CONVNEXT_BASE = ((3, 3, 27, 3), (128, 256, 512, 1024))
@@ -214,20 +218,19 @@ def test_from_official_checkpoint_and_forward(small_ckpt):
 
 def test_forward_and_decoding_match_the_official_model(small_ckpt):
     """Network + rot6d + SITE + allocentric->egocentric against the official ``GDRN_DoubleMask`` (golden): same
-    weights, same float32 inputs. The official decoding runs in float32 (R via numpy float64, cast to float32)."""
+    weights, same float32 inputs, ours in float64. The official decoding runs in float32 (R via numpy float64,
+    cast to float32)."""
     path, _ = small_ckpt
-    m = G.GDRNPP.from_official_checkpoint(path, obj_ids=[1, 5, 6], extents=EXTENTS3, **SMALL)
+    m = G.GDRNPP.from_official_checkpoint(path, obj_ids=[1, 5, 6], extents=EXTENTS3, **SMALL).double()
     inp = golden_inputs()
     with torch.no_grad():
-        out = m.net(inp["x"], inp["roi_classes"], inp["roi_coord_2d"], inp["roi_extents"])
+        out = m.net(inp["x"].double(), inp["roi_classes"], inp["roi_coord_2d"].double(), inp["roi_extents"].double())
     site = out["site"].double()
     t = P.site_translation(site[:, :2], site[:, 2], inp["roi_centers"].double(), inp["roi_whs"].double(),
                            inp["resize_ratios"].double(), inp["roi_cams"].double())
     R = P.allocentric_to_egocentric(P.rot6d_to_matrix(out["rot6d"].double()), t)
-    ref_R = torch.tensor(GOLDEN["small_forward"]["rot"], dtype=torch.float64)
-    ref_t = torch.tensor(GOLDEN["small_forward"]["trans"], dtype=torch.float64)
-    assert torch.allclose(t, ref_t, rtol=2e-6, atol=1e-7), (t - ref_t).abs().max()
-    assert torch.allclose(R, ref_R, rtol=0, atol=2e-6), (R - ref_R).abs().max()
+    assert_matches_recorded(t, GOLDEN["small_forward"]["trans"], what="GDRNPP translation")
+    assert_matches_recorded(R, GOLDEN["small_forward"]["rot"], what="GDRNPP rotation")
 
 
 # ------------------------------------------------------------------------------------------ decoding
@@ -335,13 +338,13 @@ def test_read_detections_both_layouts(tmp_path):
     gd = tmp_path / "yolox.json"
     gd.write_text(json.dumps({"48/1": [{"obj_id": 2, "bbox_est": [10, 20, 30, 40], "score": 0.9, "time": 0.1},
                                        {"obj_id": 2, "bbox_est": [11, 21, 30, 40], "score": 0.95}]}))
-    dets = G.read_detections(gd)
+    dets = read_detections(gd)
     assert list(dets) == [(48, 1)]
     assert [d.score for d in dets[(48, 1)]] == [0.9, 0.95] and dets[(48, 1)][1].time == 0.0
     bop = tmp_path / "bop.json"
     bop.write_text(json.dumps([{"scene_id": 48, "image_id": 1, "category_id": 5, "bbox": [1, 2, 3, 4],
                                 "score": 0.5, "time": 0.2, "segmentation": {}}]))
-    d = G.read_detections(bop)[(48, 1)][0]
+    d = read_detections(bop)[(48, 1)][0]
     assert (d.obj_id, d.bbox_xywh, d.score, d.time) == (5, (1.0, 2.0, 3.0, 4.0), 0.5, 0.2)
     sel = G.select_detections(dets[(48, 1)] + [G.Detection(7, (0, 0, 1, 1), 0.99, 0)], [1, 2, 3], 1, 0.0)
     assert [(x.obj_id, x.score) for x in sel] == [(2, 0.95)]          # top-1 per object, unknown objects dropped
@@ -359,7 +362,7 @@ def test_read_detections_errors(tmp_path, content, match):
     p = tmp_path / "d.json"
     p.write_text(json.dumps(content))
     with pytest.raises(InputError, match=match):
-        G.read_detections(p)
+        read_detections(p)
 
 
 # ------------------------------------------------------------------------------------------ the method
@@ -373,8 +376,8 @@ def test_build_needs_weights_and_detections():
         G.build({"name": "gdrnpp"}, None, None)
     assert e.value.line() == ("field 'weights': gdrnpp needs weights=FILE (an official GDRNPP checkpoint) or "
                               "predictions=FILE (a BOP19 CSV)")
-    with pytest.raises(InputError, match="method.detections"):
-        G.build({"name": "gdrnpp", "detections": None}, None, "w.pth")
+    with pytest.raises(InputError, match="dataset.detections"):   # the detections are a dataset option
+        G.build({"name": "gdrnpp"}, SimpleNamespace(name="ycbv", detections_path=None), "w.pth")
 
 
 def test_predict_step_end_to_end(small_ckpt, tmp_path):
@@ -388,10 +391,11 @@ def test_predict_step_end_to_end(small_ckpt, tmp_path):
                       G.Detection(1, (300.5, 200.25, 50.0, 90.0), 0.9, 0.05),
                       G.Detection(1, (10.0, 10.0, 20.0, 20.0), 0.2, 0.05),
                       G.Detection(9, (10.0, 10.0, 20.0, 20.0), 0.99, 0.05)]}
-    m = G.GDRNPP.from_official_checkpoint(path, obj_ids=[1, 5, 6], extents=EXTENTS3, detections=dets, **SMALL)
+    m = G.GDRNPP.from_official_checkpoint(path, obj_ids=[1, 5, 6], extents=EXTENTS3, **SMALL)
     K = torch.tensor([[572.4, 0, 325.3], [0, 573.6, 242.0], [0, 0, 1]], dtype=torch.float64)
-    samples = [Sample(48 * 1_000_000 + 1, {}, {"rgb_path": str(tmp_path / "000001.png"), "K": K}),
-               Sample(48 * 1_000_000 + 2, {}, {"K": K})]
+    samples = [Sample(48 * 1_000_000 + 1, {}, {"rgb_path": str(tmp_path / "000001.png"), "K": K,
+                                               "detections": dets[(48, 1)]}),
+               Sample(48 * 1_000_000 + 2, {}, {"K": K, "detections": []})]
     preds = m.predict_step(samples)
     assert [p.sample_id for p in preds] == [48_000_001, 48_000_002]
     out = preds[0].output
@@ -422,10 +426,12 @@ def test_predict_step_end_to_end(small_ckpt, tmp_path):
 
 def test_predict_step_without_image_is_one_clear_error(small_ckpt):
     path, _ = small_ckpt
-    dets = {(1, 3): [G.Detection(1, (10.0, 10.0, 20.0, 20.0), 0.5, 0.0)]}
-    m = G.GDRNPP.from_official_checkpoint(path, obj_ids=[1, 5, 6], extents=EXTENTS3, detections=dets, **SMALL)
+    dets = [G.Detection(1, (10.0, 10.0, 20.0, 20.0), 0.5, 0.0)]
+    m = G.GDRNPP.from_official_checkpoint(path, obj_ids=[1, 5, 6], extents=EXTENTS3, **SMALL)
     with pytest.raises(InputError, match=r"scene 1 image 3, field 'rgb_path'"):
-        m.predict_step([Sample(1_000_003, {}, {"K": torch.eye(3)})])
+        m.predict_step([Sample(1_000_003, {}, {"K": torch.eye(3), "detections": dets})])
+    with pytest.raises(InputError, match=r"scene 1 image 3, field 'dataset.detections'"):
+        m.predict_step([Sample(1_000_003, {}, {"K": torch.eye(3)})])   # a dataset without the option
 
 
 def _write_ply(path, vertices):
@@ -438,8 +444,6 @@ def _write_ply(path, vertices):
 
 def test_build_uses_the_official_class_order_and_model_extents(small_ckpt, tmp_path):
     """TUD-L: classes (1, 2, 3) as ref/tudl.py; extents = vertex bounding box of <root>/models/*.ply in metres."""
-    from types import SimpleNamespace
-
     path, _ = small_ckpt
     (tmp_path / "models").mkdir()
     boxes = {1: [(-50, -20, -10), (50, 20, 10), (0, 0, 0)], 2: [(0, 0, 0), (30, 60, 90), (1, 1, 1)],
@@ -447,22 +451,20 @@ def test_build_uses_the_official_class_order_and_model_extents(small_ckpt, tmp_p
     for o, verts in boxes.items():
         _write_ply(tmp_path / "models" / f"obj_{o:06d}.ply", verts)
     dets = tmp_path / "dets.json"
-    dets.write_text(json.dumps({"1/1": [{"obj_id": 2, "bbox_est": [1, 2, 3, 4], "score": 0.5}]}))
-    ds = SimpleNamespace(name="tudl", root=tmp_path, params=None)
-    cfg = {"name": "gdrnpp", "detections": str(dets), **{k: v for k, v in SMALL.items() if k != "num_classes"}}
+    ds = SimpleNamespace(name="tudl", root=tmp_path, params=None, detections_path=dets)
+    cfg = {"name": "gdrnpp", **{k: v for k, v in SMALL.items() if k != "num_classes"}}
     m = G.build(cfg, ds, path)
     assert m.obj_ids == [1, 2, 3] and m.cfg.min_size_test == 480 and m.cfg.max_size_test == 640
     assert m.cfg.det_topk_per_obj == 1 and m.cfg.det_score_thr == 0.0
     assert torch.allclose(m.extents, torch.tensor([[0.1, 0.04, 0.02], [0.03, 0.06, 0.09], [0.01, 0.01, 0.01]]))
-    assert m.detections[(1, 1)][0].obj_id == 2
     # HB's official checkpoints have the 16 test objects of ref/hb_bop19.py: a 3-class checkpoint is refused
     (tmp_path / "m16").mkdir()
     for o in (1, 3, 4, 8, 9, 10, 12, 15, 17, 18, 19, 22, 23, 29, 32, 33):
         _write_ply(tmp_path / "m16" / f"obj_{o:06d}.ply", boxes[3])
-    ds_icbin = SimpleNamespace(name="icbin", root=tmp_path, params=None)
+    ds_icbin = SimpleNamespace(name="icbin", root=tmp_path, params=None, detections_path=dets)
     m = G.build({**cfg, "num_classes": 3, "obj_ids": [1, 2, 3]}, ds_icbin, path)   # one option overrides the table
     assert m.cfg.det_topk_per_obj == 100 and m.obj_ids == [1, 2, 3]                 # config: DET_TOPK_PER_OBJ=100
-    ds_hb = SimpleNamespace(name="hb", root=tmp_path, params=None)
+    ds_hb = SimpleNamespace(name="hb", root=tmp_path, params=None, detections_path=dets)
     with pytest.raises(InputError, match=r"out_layer.weight', field 'shape': expected \(1120, 32, 1, 1\)"):
         G.build({**cfg, "models_dir": str(tmp_path / "m16")}, ds_hb, path)
 

@@ -9,7 +9,8 @@ channels=96, dataset='h36m')``. ``golden.npz``: a seeded random state dict of a 
 eval mode) and the predictions of ``run_s-agcn.py``'s evaluation on the normalised sequences ``seq{0,1}_norm``
 (9 and 40 frames): ``Evaluate_Generator(batch_size=7, chunk_length=1, pad=13, augment=...)`` + ``model_pos``
 + the test-time-augmentation lines of ``evaluate`` (``gla_seq*_plain`` / ``gla_seq*_flip``), and the
-generator's ``(start, end)`` chunk bounds (``gla_seq*_pairs``).
+generator's ``(start, end)`` chunk bounds (``gla_seq*_pairs``). Comparisons with these recorded float32 outputs
+follow tests/recorded.py: our network runs in float64.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import methods.human3d.gla_gcn  # noqa: F401  (registers gla-gcn before the lead
 from bench.errors import InputError
 from methods.human3d.gla_gcn import GLAGCN, SAGCN, checkpoint_filter_fn, window_bounds
 from methods.human3d.lifting import JOINTS_LEFT, JOINTS_RIGHT, mirror
+from tests.recorded import assert_matches_recorded
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "human3d_lifting"
 GOLD = np.load(DATA / "golden.npz")
@@ -53,14 +55,14 @@ def test_official_layout_loads_with_no_missing_or_unexpected_keys():
 @pytest.mark.parametrize("flip", [False, True])
 def test_per_frame_windows_match_official_run(tmp_path, flip):
     """Official checkpoint file -> our conversion, windowing and flip test == run_s-agcn.py's evaluate output."""
-    model = GLAGCN.from_official_checkpoint(official_checkpoint(tmp_path), flip_test=flip, window_batch=5, **TINY)
+    model = GLAGCN.from_official_checkpoint(official_checkpoint(tmp_path), flip_test=flip, window_batch=5,
+                                            **TINY).double()
     assert model.net.receptive_field() == OFFICIAL["receptive_field_tiny"] == 27
     for seq in (0, 1):
         with torch.no_grad():
-            out = model.predict_sequence(torch.from_numpy(GOLD[f"seq{seq}_norm"]))
-        ref = GOLD[f"gla_seq{seq}_{'flip' if flip else 'plain'}"]
-        assert out.shape == ref.shape
-        np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=1e-6)  # float32 summation order only
+            out = model.predict_sequence(torch.from_numpy(GOLD[f"seq{seq}_norm"]).double())
+        name = f"gla_seq{seq}_{'flip' if flip else 'plain'}"
+        assert_matches_recorded(out, GOLD[name], what=name)
 
 
 @pytest.mark.parametrize("seq", [0, 1])
@@ -130,13 +132,14 @@ def test_wrong_architecture_is_an_input_error(tmp_path):
 
 def test_cli_gla_gcn_with_official_checkpoint_writes_a_row(tmp_path):
     """``python -m bench evaluate method=gla-gcn dataset=h36m weights=FILE`` on the bundled sample (synthetic 3D
-    + 2D detections; ``keypoints=gt``: the noise-free projections) writes metrics and a leaderboard row."""
+    + 2D detections; ``dataset.keypoints_2d=gt``: the noise-free projections) writes metrics and a leaderboard
+    row."""
     from tests.conftest import run_cli
 
     out, boards = tmp_path / "out", tmp_path / "boards"
     r = run_cli("evaluate", "method=gla-gcn", "dataset=h36m", f"weights={official_checkpoint(tmp_path)}",
                 f"out={out}", f"leaderboard_dir={boards}", "method.channels=8", "method.filter_widths=[3,3,3]",
-                "method.keypoints=gt", "dataset.root_relative_pred=false", "batch_size=16",
+                "dataset.keypoints_2d=gt", "dataset.root_relative_pred=false", "batch_size=16",
                 env={"POSEARENA_PLUGINS": "methods.human3d.gla_gcn", "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     payload = json.loads((out / "metrics.json").read_text())

@@ -16,6 +16,8 @@ stand-ins there skip renderer imports and CUDA calls only; see tests/data/tokenh
   ``torch.randn(2, 3, 256, 256, generator=manual_seed(0))``; SMPL vertices of those parameters from
   ``smplx.SMPLLayer(pose2rot=False)`` (TokenHMR's ``forward_step``) on tests/smpl_synthetic.py's neutral
   model; and the official tokenizer decoder's output for one-hot token probabilities (token i -> code i).
+
+Comparisons with these recorded float32 outputs follow tests/recorded.py: our network and SMPL run in float64.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from bench.types import Sample
 from methods.human2d.topdown import check_and_load
 from methods.human2d.vitpose import ViTArch
 from methods.mesh import tokenhmr as th
+from tests.recorded import assert_matches_recorded
 from tests.smpl_synthetic import write_smpl_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,6 +102,17 @@ def tiny_out(tiny) -> th.SMPLOutput:
         return tiny.net(X)
 
 
+@pytest.fixture(scope="module")
+def tiny64(tmp_path_factory, smpl_dir) -> th.TokenHMR:
+    """The tiny model in float64 with a float64 SMPL, for comparisons with the recorded outputs."""
+    from bench.formats.smpl import load_smpl
+
+    path = save_official(tmp_path_factory.mktemp("ckpt64"), *official_tiny())
+    m = th.TokenHMR.from_official_checkpoint(path, arch=TINY, smpl_dir=smpl_dir).double()
+    m._smpl.append(load_smpl(smpl_dir, "neutral", torch.float64))
+    return m
+
+
 def test_release_layout_converts_with_nothing_missing_or_unexpected():
     """Full-size official keys and shapes (meta device) -> exactly this module's state dict."""
     with torch.device("meta"):
@@ -116,16 +130,17 @@ def test_release_layout_converts_with_nothing_missing_or_unexpected():
     assert not any(k.startswith(("smpl.", "initialized", "tokenizer.")) or ".encoder." in k for k in conv)
 
 
-def test_tiny_official_checkpoint_loads_and_matches_official_forward(tiny, tiny_out):
+def test_tiny_official_checkpoint_loads_and_matches_official_forward(tiny64):
     with torch.no_grad():
-        feats = tiny.net.features(X)
-    np.testing.assert_allclose(feats.numpy(), GOLD["features"], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(tiny_out.token_probs.numpy(), GOLD["token_probs"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(tiny_out.global_orient.numpy(), GOLD["global_orient"][:, 0], rtol=0, atol=2e-5)
-    np.testing.assert_allclose(tiny_out.body_pose.numpy(), GOLD["body_pose"], rtol=0, atol=2e-5)
-    np.testing.assert_allclose(tiny_out.betas.numpy(), GOLD["betas"], rtol=0, atol=2e-5)
-    np.testing.assert_allclose(tiny_out.cam.numpy(), GOLD["cam"], rtol=0, atol=2e-5)
-    np.testing.assert_allclose(tiny_out.cam_t.numpy(), GOLD["cam_t"], rtol=1e-5, atol=1e-5)
+        feats = tiny64.net.features(X.double())
+        out = tiny64.net(X.double())
+    assert_matches_recorded(feats, GOLD["features"], what="backbone features")
+    assert_matches_recorded(out.token_probs, GOLD["token_probs"], what="token probabilities")
+    assert_matches_recorded(out.global_orient, GOLD["global_orient"][:, 0], what="global_orient")
+    assert_matches_recorded(out.body_pose, GOLD["body_pose"], what="body_pose")
+    assert_matches_recorded(out.betas, GOLD["betas"], what="betas")
+    assert_matches_recorded(out.cam, GOLD["cam"], what="cam")
+    assert_matches_recorded(out.cam_t, GOLD["cam_t"], what="cam_t")
 
 
 def test_central_192_columns_are_what_the_backbone_sees(tiny, tiny_out):
@@ -147,19 +162,19 @@ def test_outputs_are_rotations_betas_camera(tiny_out):
     torch.testing.assert_close(tiny_out.token_probs.sum(-1), torch.ones(2, 40))
 
 
-def test_vertices_from_synthetic_smpl_match_official_smpl_forward(tiny, tiny_out):
-    """predict_step on RGB crops -> SMPL vertices (N, 6890, 3) through bench.data.smpl_model.load_smpl."""
+def test_vertices_from_synthetic_smpl_match_official_smpl_forward(tiny64):
+    """predict_step on RGB crops -> SMPL vertices (N, 6890, 3) through bench.formats.smpl.load_smpl."""
     std = 255 * torch.tensor(th.IMAGE_STD).view(3, 1, 1)
     mean = 255 * torch.tensor(th.IMAGE_MEAN).view(3, 1, 1)
-    crops = X * std + mean                                      # normalize_crops gives X back
-    preds = tiny.predict_step([Sample(10 + i, {}, {"crop": crops[i]}) for i in range(2)])
+    crops = X * std + mean                                      # normalize_crops gives X back (to float32 rounding)
+    preds = tiny64.predict_step([Sample(10 + i, {}, {"crop": crops[i]}) for i in range(2)])
     assert [p.sample_id for p in preds] == [10, 11]
     verts = torch.stack([p.output["vertices"] for p in preds])
     assert verts.shape == (2, 6890, 3) and verts.dtype == torch.float64
     cam_t = torch.stack([p.output["cam_t"] for p in preds])
-    np.testing.assert_allclose(cam_t.numpy(), GOLD["cam_t"], rtol=1e-4)
+    assert_matches_recorded(cam_t, GOLD["cam_t"], what="predict_step cam_t")
     # vertices = SMPL at the origin + the crop camera's translation
-    np.testing.assert_allclose((verts - cam_t[:, None]).numpy(), GOLD["vertices"], rtol=0, atol=1e-4)
+    assert_matches_recorded(verts - cam_t[:, None], GOLD["vertices"], what="predict_step SMPL vertices")
     assert preds[0].output["body_pose"].shape == (23, 3, 3) and preds[0].output["joints"].shape == (24, 3)
 
 
@@ -196,9 +211,9 @@ def test_token_decoding_is_a_codebook_lookup():
     half = 0.5 * (onehot[:, :1] + onehot[:, 1:2])              # an even split is the mean of the two codes
     torch.testing.assert_close(dec.features(half)[0, 0], 0.5 * (tok["quantizer.codebook"][3] + tok["quantizer.codebook"][0]))
     with torch.no_grad():
-        pose6d = dec(torch.nn.functional.one_hot(torch.arange(40) % 64, 64).float()[None])
+        pose6d = dec.double()(torch.nn.functional.one_hot(torch.arange(40) % 64, 64).double()[None])
     assert pose6d.shape == (1, 21, 6)
-    np.testing.assert_allclose(pose6d.numpy(), GOLD["pose6d_onehot"], rtol=0, atol=1e-5)
+    assert_matches_recorded(pose6d, GOLD["pose6d_onehot"], what="tokenizer decoder on one-hot tokens")
 
 
 def test_decoder_resampling_lengths_and_6d_convention():
@@ -212,7 +227,7 @@ def test_decoder_resampling_lengths_and_6d_convention():
     torch.testing.assert_close(R[2], torch.tensor([[0.0, 1, 0], [-1, 0, 0], [0, 0, 1]]))   # vectors are rows
 
 
-def test_bad_checkpoints_raise_input_error(tmp_path, tiny):
+def test_bad_checkpoints_raise_input_error(tmp_path, tiny64):
     sd, tok = official_tiny()
     with pytest.raises(InputError, match="tokenizer"):
         th.TokenHMR.from_official_checkpoint(save_official(tmp_path / "a", sd, None), arch=TINY)
@@ -222,7 +237,7 @@ def test_bad_checkpoints_raise_input_error(tmp_path, tiny):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="cannot read"):
         th.TokenHMR.from_official_checkpoint(tmp_path / "junk.ckpt", tokenizer=path.with_name("tokenizer.pth"), arch=TINY)
-    net = tiny.net
+    net = tiny64.net
     missing = dict(sd)
     missing.pop("smpl_head.decpose.mixer_head.1.MLP_token.ff.3.weight")
     with pytest.raises(InputError, match=r"classifier\.mixers\.1\.token_mlp\.fc2\.weight"):
@@ -232,7 +247,7 @@ def test_bad_checkpoints_raise_input_error(tmp_path, tiny):
     with pytest.raises(InputError, match="shape"):                 # the release tokenizer on the tiny model
         check_and_load(net, th.checkpoint_filter_fn(sd, {**tok, "quantizer.codebook": torch.zeros(2048, 256)}, net), "c")
     with torch.no_grad():                                           # nothing was loaded by the failures
-        np.testing.assert_allclose(net(X).betas.numpy(), GOLD["betas"], rtol=0, atol=2e-5)
+        assert_matches_recorded(net(X.double()).betas, GOLD["betas"], what="betas after failed loads")
 
 
 def test_missing_or_bad_smpl_dir_is_one_line_error(tiny, tmp_path):

@@ -9,6 +9,7 @@ BatchNorm statistics randomised, eval mode), two pixel sequences (``seq{0,1}_px`
 sizes ``seq*_wh``), their official ``normalize_screen_coordinates`` (``seq*_norm``) and the predictions of
 ``run.py``'s evaluation on them: ``UnchunkedGenerator(pad=13, augment=...)`` + ``model_pos`` + the
 test-time-augmentation lines of ``evaluate`` (``vp3d_seq*_plain`` without, ``vp3d_seq*_flip`` with flipping).
+Comparisons with these recorded float32 outputs follow tests/recorded.py: our network runs in float64.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import methods.human3d.videopose3d  # noqa: F401  (registers videopose3d before 
 from bench.errors import InputError
 from methods.human3d.lifting import JOINTS_LEFT, JOINTS_RIGHT, mirror, normalize_screen_coordinates
 from methods.human3d.videopose3d import TemporalModel, VideoPose3D, checkpoint_filter_fn
+from tests.recorded import assert_matches_recorded
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "human3d_lifting"
 GOLD = np.load(DATA / "golden.npz")
@@ -72,14 +74,13 @@ def test_normalization_matches_official(seq):
 def test_whole_sequence_pipeline_matches_official_run(tmp_path, flip):
     """Official checkpoint file -> our conversion -> edge padding + flip test == run.py's evaluate output,
     for a sequence shorter than the receptive field (9 < 27 frames) and a longer one."""
-    model = VideoPose3D.from_official_checkpoint(official_checkpoint(tmp_path), flip_test=flip, **TINY)
+    model = VideoPose3D.from_official_checkpoint(official_checkpoint(tmp_path), flip_test=flip, **TINY).double()
     assert model.net.receptive_field() == OFFICIAL["receptive_field_tiny"] == 27
     for seq in (0, 1):
         with torch.no_grad():
-            out = model.predict_sequence(torch.from_numpy(GOLD[f"seq{seq}_norm"]))
-        ref = GOLD[f"vp3d_seq{seq}_{'flip' if flip else 'plain'}"]
-        assert out.shape == ref.shape
-        np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=1e-5)
+            out = model.predict_sequence(torch.from_numpy(GOLD[f"seq{seq}_norm"]).double())
+        name = f"vp3d_seq{seq}_{'flip' if flip else 'plain'}"
+        assert_matches_recorded(out, GOLD[name], what=name)
 
 
 @pytest.mark.parametrize("frames", [1, 2, 7, 121, 300])
@@ -121,10 +122,14 @@ def test_missing_2d_detections_are_an_input_error(tmp_path):
 
     from bench.data.h36m import build_h36m
     from methods.human3d.videopose3d import build
-    ds = build_h36m(OmegaConf.create({"name": "h36m", "data_root": None}))
-    cfg = OmegaConf.create({"name": "videopose3d", "keypoints": "nonexistent", **TINY})
+
+    # the 2D inputs are a dataset option, read when the dataset is built
     with pytest.raises(InputError, match="data_2d_h36m_nonexistent.npz"):
-        build(cfg, ds, official_checkpoint(tmp_path))
+        build_h36m(OmegaConf.create({"name": "h36m", "data_root": None, "keypoints_2d": "nonexistent"}))
+    # a dataset without them cannot feed a lifter: one line naming the option
+    ds = build_h36m(OmegaConf.create({"name": "h36m", "data_root": None}))
+    with pytest.raises(InputError, match="dataset.keypoints_2d=NAME"):
+        build(OmegaConf.create({"name": "videopose3d", **TINY}), ds, official_checkpoint(tmp_path))
 
 
 def test_cli_videopose3d_with_official_checkpoint_writes_a_row(tmp_path):
@@ -187,3 +192,28 @@ def test_bad_2d_detection_files_are_input_errors(tmp_path):
     np.savez(root / "data_2d_h36m_missing.npz", positions_2d=tree, metadata=meta)
     with pytest.raises(InputError, match=f"positions_2d/{q.subject}/{q.action}.*4 per-camera arrays"):
         bad.keypoints_2d("missing")
+
+
+def test_the_2d_inputs_reach_the_lifter_through_the_sample(tmp_path):
+    """``dataset.keypoints_2d``: each Sample carries its sequence's 2D keypoints, the file's symmetry and its
+    camera's resolution (Human3.6M cameras 0 and 3 are 1000x1002, 1 and 2 1000x1000: VideoPose3D's
+    h36m_cameras_intrinsic_params), and predict_step lifts
+    exactly those (normalised as VideoPose3D's run.py does)."""
+    from omegaconf import OmegaConf
+
+    from bench.data.h36m import build_h36m
+    from methods.human3d.lifting import normalize_screen_coordinates
+
+    ds = build_h36m(OmegaConf.create({"name": "h36m", "data_root": None, "keypoints_2d": "cpn_ft_h36m_dbb"}))
+    kp = ds.keypoints_2d("cpn_ft_h36m_dbb")
+    model = VideoPose3D.from_official_checkpoint(official_checkpoint(tmp_path), **TINY)
+    for i in (0, 1):
+        s = ds[i]
+        q = ds.sequences[i]
+        assert s.inputs["image_size"] == ((1000, 1002) if q.camera in (0, 3) else (1000, 1000))
+        np.testing.assert_array_equal(s.inputs["keypoints_2d"], kp.arrays[q.key])
+        assert s.inputs["keypoints_symmetry"] == (kp.kps_left, kp.kps_right)
+        w, h = s.inputs["image_size"]
+        x = torch.from_numpy(normalize_screen_coordinates(kp.arrays[q.key], w, h).astype(np.float32))
+        expected = model.predict_sequence(x, kp.kps_left, kp.kps_right).to(torch.float64)
+        assert torch.equal(model.predict_step([s])[0].output["joints"], expected)
