@@ -6,8 +6,10 @@ field, then exits with code 2 and writes nothing.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 EXIT_INPUT_ERROR = 2
 
@@ -34,3 +36,17 @@ class InputError(Exception):
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def load_json(path: Path, missing: str = "file not found") -> Any:
+    """A JSON file, every way it can fail turned into one :class:`InputError` line (``missing``: what a user
+    should hear when the file is not there)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputError(path, None, None, missing) from None
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"line {e.lineno}", None, f"not valid JSON ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(path, None, None, f"cannot read ({e.__class__.__name__})") from None

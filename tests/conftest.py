@@ -66,3 +66,15 @@ def coco7(tmp_path_factory, coco_gt) -> tuple[Path, Path]:
     preds = root / "results.json"
     preds.write_text(json.dumps(perturbed_results(gt, seed=7)))
     return root, preds
+
+
+def mp100_records(ds, sigma: float, seed: int) -> list[dict]:
+    """MP-100 predictions for every episode-query of ``ds``: the GT keypoints plus Gaussian noise (pixels)."""
+    rng = np.random.default_rng(seed)
+    recs = []
+    for e, ep in enumerate(ds.episodes):
+        for qid in ep.query_ids:
+            k = np.asarray(ds.by_id[qid].keypoints, dtype=float)
+            recs.append({"episode": e, "query_id": qid,
+                         "keypoints": (k + rng.normal(0, sigma, k.shape)).round(2).tolist()})
+    return recs

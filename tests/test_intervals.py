@@ -52,7 +52,7 @@ from bench.data.base import SAMPLES_DIR
 from bench.data.crowdpose import ANN_FILE
 from bench.registry import DATASETS, load_all
 from methods.base import PredictionsFile
-from tests.conftest import COCO_GT, REPO, perturbed_results
+from tests.conftest import COCO_GT, REPO, mp100_records, perturbed_results
 
 load_all()
 
@@ -134,12 +134,7 @@ def _mp100(tmp: Path):
     (tmp / "annotations").mkdir()
     (tmp / "annotations" / "mp100_split1_test.json").write_text(json.dumps(data))
     ds = DATASETS["mp100"](_cfg("mp100", data_root=str(tmp)))
-    rng = np.random.default_rng(4)
-    recs = []
-    for e, ep in enumerate(ds.episodes):
-        for qid in ep.query_ids:
-            k = np.asarray(ds.by_id[qid].keypoints, dtype=float)
-            recs.append({"episode": e, "query_id": qid, "keypoints": (k + rng.normal(0, 12, k.shape)).round(2).tolist()})
+    recs = mp100_records(ds, sigma=12, seed=4)
     res = tmp / "preds.json"
     res.write_text(json.dumps(recs))
     return ds, res

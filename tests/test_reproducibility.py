@@ -23,7 +23,7 @@ import pytest
 from bench.config import compose
 from bench.data.base import SAMPLES_DIR
 from bench.run import evaluate
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, mp100_records, run_cli
 
 BOP_CASE = REPO / "tests" / "data" / "bop_golden" / "case2"
 H36M_PREDS = REPO / "tests" / "data" / "h36m_golden" / "predictions_seed7.npz"
@@ -151,12 +151,7 @@ def test_mp100_batch_order_and_two_processes(tmp_path, mp100_one_category):
     from bench.data.mp100 import Mp100Dataset
 
     ds = Mp100Dataset(mp100_one_category, split=1, subset="test", shots=1, bundled=False)
-    rng = np.random.default_rng(4)
-    recs = []
-    for e, ep in enumerate(ds.episodes):
-        for qid in ep.query_ids:
-            k = np.asarray(ds.by_id[qid].keypoints, dtype=float)
-            recs.append({"episode": e, "query_id": qid, "keypoints": (k + rng.normal(0, 8, k.shape)).round(2).tolist()})
+    recs = mp100_records(ds, sigma=8, seed=4)
     preds = tmp_path / "preds.json"
     preds.write_text(json.dumps(recs))
     random.Random(5).shuffle(recs)

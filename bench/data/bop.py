@@ -16,7 +16,6 @@ One ``Sample`` per test image listed in the targets file, sorted by (scene, imag
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from torch import Tensor
 from bench import leaderboard
 from bench.data.base import BenchmarkDataset, resolve_data_root
 from bench.errors import InputError
+from bench.errors import load_json as _load_json
 from bench.formats.ply import read_ply
 from bench.predictions.bop_csv import IM_ID_LIMIT, empty_output, read_bop19_csv, sample_id_of
 from bench.predictions.bop_detections import read_detections
@@ -70,15 +70,7 @@ BOP_PARAMS: dict[str, BopParams] = {
 
 
 def load_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise InputError(path, None, None, "file not found (official BOP layout expected)") from None
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"line {e.lineno}", None, f"not valid JSON ({e.msg})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(path, None, None, f"cannot read ({e.__class__.__name__})") from None
+    return _load_json(path, "file not found (official BOP layout expected)")
 
 
 def _numbers(path: Path, record: str, field: str, value: Any, n: int | None = None) -> np.ndarray:

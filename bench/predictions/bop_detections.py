@@ -5,13 +5,12 @@ Read for the dataset option ``dataset.detections=FILE`` and handed to the method
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.errors import InputError
+from bench.errors import InputError, load_json
 from bench.predictions.bop_csv import IM_ID_LIMIT
 from bench.types import Detection
 
@@ -51,14 +50,7 @@ def read_detections(path: str | Path) -> dict[tuple[int, int], list[Detection]]:
     "time"}``. ``score`` defaults to 1 and ``time`` to 0, as the official loader does.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, None, None, "detections file not found") from None
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"line {e.lineno}", None, f"not valid JSON ({e.msg})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(path, None, None, f"cannot read ({e.__class__.__name__})") from None
+    data = load_json(path, "detections file not found")
     out: dict[tuple[int, int], list[Detection]] = {}
     if isinstance(data, dict):
         for key, dets in data.items():
