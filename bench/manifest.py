@@ -82,7 +82,8 @@ def regenerate_into(entries: list[Entry], leaderboard_dir: Path) -> None:
             print(f"[{i + 1}/{len(entries)}] {e.method} on {e.dataset} {' '.join(e.overrides)}", flush=True)
             out = Path(scratch) / str(i)
             python = python_for(e.env)
-            if Path(python).resolve() == Path(sys.executable).resolve():
+            # the same interpreter path (not resolved: every venv's python links to one base interpreter)
+            if os.path.abspath(python) == os.path.abspath(sys.executable):
                 try:
                     publish(score(compose(e.args())), out, leaderboard_dir)
                 except InputError as err:
