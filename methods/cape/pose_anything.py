@@ -371,7 +371,7 @@ class PoseHead(nn.Module):
         # the decoder's self-attention unmasks keypoint 0 of a sample with no usable keypoint (no NaNs)
         dec_pad = kpt_pad.clone()
         dec_pad[~(~kpt_pad).any(dim=1), 0] = False
-        adj = skeleton_adjacency(K, skeletons, dec_pad) if self.graph else None
+        adj = skeleton_adjacency(K, skeletons, dec_pad).to(kpts.dtype) if self.graph else None  # any dtype (.double())
         dec = tr.decoder
         prev = points
         for i, layer in enumerate(dec.layers):

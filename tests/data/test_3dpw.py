@@ -21,10 +21,10 @@ import scipy.sparse as sp
 import torch
 from scipy.spatial.transform import Rotation
 
-from bench.formats.smpl import load_smpl, read_smpl_arrays
 from bench.data.synthetic_3dpw import write_smpl_predictions, write_synthetic_3dpw
 from bench.data.threedpw import ThreeDPWDataset, load_sequence
 from bench.errors import InputError
+from bench.formats.smpl import load_smpl, read_smpl_arrays
 from bench.predictions.npz import UnscoredKeysWarning
 from bench.safe_pickle import loads
 from tests.conftest import run_cli

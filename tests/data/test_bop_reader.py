@@ -21,8 +21,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from bench.data.bop import BOP_PARAMS, BopDataset, build
-from bench.formats.ply import read_ply
 from bench.errors import InputError
+from bench.formats.ply import read_ply
 from bench.registry import DATASETS
 
 GOLDEN = Path(__file__).resolve().parent / "bop_golden"

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from bench.errors import InputError
+from methods.human2d import topdown
 from methods.human2d.topdown import (
     CropBoxes,
     affine_crop,
@@ -24,13 +25,18 @@ from methods.human2d.topdown import (
     decode_udp_heatmaps,
     flip_back_heatmaps,
     flip_index,
+    gaussian_blur,
+    heatmap_argmax,
+    heatmap_to_image,
     load_image,
     load_state_dict,
     oks_nms,
     oks_overlaps,
+    refine_dark_udp,
     rescore,
     warp_matrices,
 )
+from tests.recorded import assert_matches_recorded, tolerance
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "human2d_topdown"
 GOLD = json.loads((DATA / "golden.json").read_text())
@@ -97,13 +103,39 @@ def test_affine_crop_bright_dot_lands_where_the_matrix_sends_it():
     assert abs(ix - u) <= 0.5 and abs(iy - v) <= 0.5
 
 
-def test_udp_decoding_matches_official_keypoints_from_heatmaps():
+def blur_sensitivity(heatmaps: torch.Tensor, crops: CropBoxes, kernel: int, monkeypatch) -> torch.Tensor:
+    """(P, K, 2): sum over the blurred maps of |d image coordinate / d blurred pixel| of the UDP decoding. The
+    official blur (cv2, float32) and ours (a float32 convolution, whose rounding depends on the CPU) differ in
+    the last bits, and DARK's Newton step divides by the log-map's curvature: a change of at most ``t`` per
+    blurred pixel moves a coordinate by at most ``t`` times this, to first order."""
+    blurred = {}
+
+    def leaf_blur(h, k):
+        blurred["b"] = gaussian_blur(h, k).detach().requires_grad_(True)
+        return blurred["b"]
+
+    monkeypatch.setattr(topdown, "gaussian_blur", leaf_blur)
+    coords, _ = heatmap_argmax(heatmaps)
+    kp = heatmap_to_image(refine_dark_udp(coords, heatmaps, kernel), crops, (heatmaps.shape[-1], heatmaps.shape[-2]))
+    monkeypatch.undo()
+    out = torch.zeros(kp.shape, dtype=torch.float64)
+    for i in np.ndindex(*kp.shape):                 # one by one: a (-1, -1) keypoint reads its neighbour maps
+        (g,) = torch.autograd.grad(kp[i], blurred["b"], retain_graph=True)
+        out[i] = g.abs().sum()
+    return out
+
+
+def test_udp_decoding_matches_official_keypoints_from_heatmaps(monkeypatch):
+    """Recorded heatmaps in, so the arg-maxes and maxima are exact; the sub-pixel step may differ by its
+    sensitivity to the blurs' float32 rounding (tests/recorded.py, 64 ulps of the largest blurred value), and
+    the last float32 affine map to the image by 4 ulps of the largest coordinate (three roundings)."""
     z = np.load(DATA / "udp_decode_golden.npz")
+    hm = torch.from_numpy(z["heatmaps"])
     cb = CropBoxes(torch.from_numpy(z["center"]), (torch.from_numpy(z["scale200"]).double() * 200).float())
-    kp, vals = decode_udp_heatmaps(torch.from_numpy(z["heatmaps"]), cb, kernel=11)
-    # float32 rounding of the blur and the Newton step only (values up to ~500 px: ulp 3e-5)
-    np.testing.assert_allclose(kp.numpy(), z["preds"], rtol=0, atol=2e-4)
+    kp, vals = decode_udp_heatmaps(hm, cb, kernel=11)
     np.testing.assert_array_equal(vals.numpy(), z["maxvals"])
+    drift = blur_sensitivity(hm, cb, 11, monkeypatch) * tolerance(gaussian_blur(hm, 11))
+    assert_matches_recorded(kp.double(), z["preds"], what="keypoints_from_heatmaps", ulps=4, extra=drift)
     # the map with a non-positive maximum takes the official (-1, -1) path
     assert z["maxvals"][1, 4] <= 0
 
@@ -120,13 +152,25 @@ def test_udp_decoding_recovers_subpixel_gaussian_centres():
     assert torch.all(vals > 0.9)
 
 
-def test_flip_back_swaps_pairs_and_mirrors():
+def _marked(entries: dict[tuple[int, int, int], float]) -> torch.Tensor:
     hm = torch.zeros(1, 17, 4, 5)
-    hm[0, 1, 2, 0] = 1.0                           # left eye at x=0
+    for (k, y, x), v in entries.items():
+        hm[0, k, y, x] = v
+    return hm
+
+
+def test_flip_back_swaps_pairs_and_mirrors():
+    """Expected arrays: the official ``flip_back`` (ViTPose @ c050ed2 ``post_transforms.py``, COCO flip_pairs) and,
+    for ``shift``, the line after it in ``TopdownHeatmapSimpleHead.inference_model``
+    (``h[..., 1:] = h[..., :-1]``: numpy copies the overlap, so column 0 stays and also fills column 1, and the
+    last column is dropped), run on this input with numpy 2.4."""
+    hm = _marked({(1, 2, 0): 1.0, (1, 2, 4): 2.0, (0, 1, 2): 3.0, (2, 0, 1): 4.0, (15, 3, 3): 5.0})
     out = flip_back_heatmaps(hm, flip_index())
-    assert out[0, 2, 2, 4] == 1.0 and out.sum() == 1.0
+    assert torch.equal(out, _marked({(0, 1, 2): 3.0, (1, 0, 3): 4.0, (2, 2, 0): 2.0, (2, 2, 4): 1.0, (16, 3, 1): 5.0}))
     shifted = flip_back_heatmaps(hm, flip_index(), shift=True)
-    assert shifted[0, 2, 2, 4] == 1.0 or shifted[0, 2, 2, 4] == 0.0  # the last column repeats the one before
+    assert torch.equal(shifted, _marked({(0, 1, 3): 3.0, (1, 0, 4): 4.0, (2, 2, 0): 2.0, (2, 2, 1): 2.0,
+                                         (16, 3, 2): 5.0}))
+    assert torch.equal(hm, _marked({(1, 2, 0): 1.0, (1, 2, 4): 2.0, (0, 1, 2): 3.0, (2, 0, 1): 4.0, (15, 3, 3): 5.0}))
     assert flip_index() == [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
 
 
