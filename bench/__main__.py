@@ -40,11 +40,18 @@ def cmd_evaluate(overrides: list[str]) -> int:
 
 
 def cmd_list() -> int:
-    from bench.registry import DATASETS, METHODS, load_all
+    """Names from the configs (bench/conf), plus what plugins register: no dataset or method module is imported
+    unless ``$POSEARENA_PLUGINS`` names one, so this answers at once."""
+    from bench.config import conf_names
 
-    load_all()
-    print("datasets:", " ".join(sorted(DATASETS)))
-    print("methods: ", " ".join(sorted(METHODS)))
+    datasets, methods = conf_names("dataset"), conf_names("method") - {"predictions"}
+    if os.environ.get("POSEARENA_PLUGINS"):
+        from bench.registry import DATASETS, METHODS, load_all
+
+        load_all()
+        datasets, methods = datasets | set(DATASETS), methods | set(METHODS)
+    print("datasets:", " ".join(sorted(datasets)))
+    print("methods: ", " ".join(sorted(methods)))
     return 0
 
 

@@ -10,7 +10,8 @@ from importlib import resources
 from bench.errors import InputError
 
 
-def _conf_names(group: str) -> set[str]:
+def conf_names(group: str) -> set[str]:
+    """The names of the YAML configs of ``group`` (dataset, method): what the command line accepts."""
     folder = resources.files("bench.conf") / group
     return {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
 
@@ -23,21 +24,21 @@ def _split(overrides: list[str]) -> tuple[list[str], dict[str, str]]:
         raise InputError(None, None, "method", "predictions= needs method=NAME, the leaderboard row its scores go "
                          "to (e.g. method=mine); nothing written")
     dataset = values.get("dataset")
-    if dataset is not None and dataset not in _conf_names("dataset"):
+    if dataset is not None and dataset not in conf_names("dataset"):
         raise InputError(None, None, "dataset", f"unknown dataset {dataset!r}; registered: "
-                         f"{', '.join(sorted(_conf_names('dataset')))}")
+                         f"{', '.join(sorted(conf_names('dataset')))}")
     out = []
     for o in overrides:
         if "=" not in o:
             raise InputError(None, None, o, "expected key=value")
         key, val = o.split("=", 1)
-        if key == "method" and val not in _conf_names("method"):
+        if key == "method" and val not in conf_names("method"):
             if not values.get("predictions") or values.get("predictions") == "null":
                 from bench.registry import METHODS, load_all
 
                 load_all()  # plugins (POSEARENA_PLUGINS) register methods that have no YAML of ours
                 if val not in METHODS:
-                    known = sorted(set(METHODS) | (_conf_names("method") - {"predictions"}))
+                    known = sorted(set(METHODS) | (conf_names("method") - {"predictions"}))
                     raise InputError(None, None, "method", f"unknown method {val!r}; registered: "
                                      f"{', '.join(known)} (any name is accepted with predictions=FILE)")
             # no config of ours: the bare node, named (a plugin method reads what it needs from method.*)

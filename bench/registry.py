@@ -38,11 +38,27 @@ def register_method(*names: str) -> Callable[[F], F]:
 def load_all() -> None:
     """Import every module that registers something, plus the modules named in ``$POSEARENA_PLUGINS``
     (comma-separated), so a user's own dataset or method registers without touching the suite."""
+    load_datasets()
+    load_methods()
+
+
+def load_datasets() -> None:
+    """The dataset readers and the plugins: all a results file needs (no method module, no timm)."""
+    import bench.data  # noqa: F401
+
+    _load_plugins()
+
+
+def load_methods() -> None:
+    """The methods (their models import timm and Lightning) and the plugins."""
+    import methods  # noqa: F401
+
+    _load_plugins()
+
+
+def _load_plugins() -> None:
     import importlib
     import os
-
-    import bench.data  # noqa: F401
-    import methods  # noqa: F401
 
     for mod in filter(None, (m.strip() for m in os.environ.get("POSEARENA_PLUGINS", "").split(","))):
         importlib.import_module(mod)

@@ -8,93 +8,51 @@ One sample's way: ``dataset[i] -> Sample`` -> DataLoader (a DistributedSampler u
 """
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning import LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from bench import leaderboard, page, provenance
 from bench.data.base import BenchmarkDataset
 from bench.errors import InputError
-from bench.registry import DATASETS, METHODS, load_all
-from bench.types import Sample, collate_samples
-from methods.base import PoseMethod, PredictionsFile
+from bench.outcome import Outcome, summarize
+from bench.registry import DATASETS, METHODS, load_datasets, load_methods
+from bench.replay import PredictionsFile
+from bench.types import collate_samples
 from metrics import bootstrap
 
 REPO = provenance.REPO
 
 
-class UniqueSamples(Metric):
-    """Counts distinct sample ids seen on all ranks (sampler padding repeats some)."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("ids", default=[], dist_reduce_fx="cat")
-
-    def update(self, ids: torch.Tensor) -> None:
-        self.ids.append(ids.to(torch.int64))
-
-    def compute(self) -> torch.Tensor:
-        if isinstance(self.ids, list) and not self.ids:
-            return torch.tensor(0)
-        return torch.tensor(int(torch.unique(dim_zero_cat(self.ids)).numel()))
+def run_plain(ds: Any, method: Any, metric: Any, batch_size: int, samples: int, seed: int) -> Outcome:
+    """A results file in one process: the same batches, updates and summary as the Lightning path, without a
+    Trainer (and without importing Lightning)."""
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
+    seen: set[int] = set()
+    with torch.inference_mode():
+        for i, batch in enumerate(loader):
+            preds = method.predict_step(batch, i)
+            metric.update([p.output for p in preds], [s.target for s in batch])
+            seen.update(s.sample_id for s in batch)
+        return summarize(metric, metric.compute(), len(seen), samples, seed)
 
 
-class EvaluationModule(LightningModule):
-    """Runs a method over the test loader and feeds its predictions to the dataset's metric."""
-
-    def __init__(self, method: PoseMethod, metric: Metric, bootstrap_samples: int = bootstrap.DEFAULT_SAMPLES,
-                 bootstrap_seed: int = bootstrap.DEFAULT_SEED):
-        super().__init__()
-        self.method = method
-        self.metric = metric
-        self.count = UniqueSamples()
-        self.results: dict[str, float] = {}
-        self.intervals: dict[str, float] = {}
-        self.curves: dict[str, Any] = {}
-        self.bootstrap_info: dict[str, Any] = {}
-        self.stats: bootstrap.BootstrapStats | None = None
-        self.num_samples = 0
-        self.bootstrap_samples = int(bootstrap_samples)
-        self.bootstrap_seed = int(bootstrap_seed)
-
-    def test_step(self, batch: list[Sample], batch_idx: int) -> None:
-        preds = self.method.predict_step(batch, batch_idx)
-        self.metric.update([p.output for p in preds], [s.target for s in batch])
-        self.count.update(torch.tensor([s.sample_id for s in batch], device=self.device))
-
-    def on_test_epoch_end(self) -> None:
-        values = self.metric.compute()
-        self.results = {k: float(v) for k, v in values.items()}
-        self.num_samples = int(self.count.compute())
-        # CIs and curves from the gathered states (every rank takes part in the gather; rank 0 computes). The
-        # metric evaluated these states in compute() and keeps that result, so nothing is matched again; the
-        # states are deduplicated and sorted by sample id, so the numbers do not depend on the world size
-        with self.metric.sync_context(should_unsync=True):
-            if self.trainer.is_global_zero:
-                self.stats = self.metric.bootstrap_stats()
-                if self.bootstrap_samples > 0 and self.stats is not None:
-                    self.intervals = bootstrap.confidence_intervals(self.stats, self.bootstrap_samples,
-                                                                    self.bootstrap_seed)
-                    self.bootstrap_info = {"samples": self.bootstrap_samples, "seed": self.bootstrap_seed,
-                                           "level": bootstrap.DEFAULT_LEVEL, "unit": self.stats.unit,
-                                           "units": int(self.stats.ids.numel())}
-                plots = self.metric.curves()
-                self.curves = {"plots": plots} if plots else {}
+def use_lightning(cfg: DictConfig) -> bool:
+    """``engine=auto``: Lightning when a model runs or several processes score, the plain loop otherwise."""
+    engine = str(cfg.get("engine", "auto"))
+    if engine not in ("auto", "lightning", "plain"):
+        raise InputError(None, None, "engine", f"expected auto, lightning or plain, got {engine!r}")
+    several = int(cfg.devices) * int(cfg.num_nodes) > 1 or os.environ.get("WORLD_SIZE", "1") != "1"
+    if engine == "plain" and (not cfg.predictions or several):
+        raise InputError(None, None, "engine", "engine=plain scores a results file (predictions=) in one process")
+    return engine == "lightning" or not cfg.predictions or several
 
 
 @dataclass
@@ -125,7 +83,7 @@ class Published:
 
 
 def build_dataset(cfg: DictConfig) -> BenchmarkDataset:
-    load_all()
+    load_datasets()
     name = cfg.dataset.name
     if name not in DATASETS:
         raise InputError(None, None, "dataset", f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
@@ -141,13 +99,14 @@ def build_dataset(cfg: DictConfig) -> BenchmarkDataset:
     return DATASETS[name](ds_cfg)
 
 
-def build_method(cfg: DictConfig, ds: BenchmarkDataset) -> tuple[PoseMethod, str]:
+def build_method(cfg: DictConfig, ds: BenchmarkDataset) -> tuple[Any, str]:
     """The method to run and the sha256 of the predictions file ('' when a model runs)."""
     if cfg.predictions:
         path = Path(cfg.predictions)
         if not path.is_file():
             raise InputError(path, None, "predictions", "file not found")
         return PredictionsFile(ds.read_predictions(path), ds), provenance.sha256_file(path)
+    load_methods()  # a model runs: only now the method modules (timm, Lightning) are imported
     name = cfg.method.name
     if name not in METHODS:
         raise InputError(None, None, "method", f"unknown method {name!r}; registered: {', '.join(sorted(METHODS))} "
@@ -156,53 +115,6 @@ def build_method(cfg: DictConfig, ds: BenchmarkDataset) -> tuple[PoseMethod, str
     if weights is not None and not weights.is_file():
         raise InputError(weights, None, "weights", "file not found")
     return METHODS[name](cfg.method, ds, weights), ""
-
-
-def make_trainer(cfg: DictConfig) -> Trainer:
-    from lightning.pytorch.callbacks import RichProgressBar
-    from lightning.pytorch.strategies import DDPStrategy
-
-    accelerator = cfg.accelerator
-    if accelerator == "auto":
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    devices = int(cfg.devices)
-    num_nodes = int(cfg.num_nodes)
-    launched = os.environ.get("WORLD_SIZE")  # set by torchrun (and by Lightning in the workers it starts)
-    if launched is not None and launched.isdigit() and int(launched) != devices * num_nodes:
-        # otherwise every process would score every sample as a world of one, all writing the same files
-        raise InputError(None, None, "num_nodes", f"the launcher started {launched} processes but devices x "
-                         f"num_nodes = {devices * num_nodes}: pass devices= and num_nodes= to match")
-    if devices * num_nodes > 1:
-        strategy: Any = DDPStrategy(process_group_backend="nccl" if accelerator == "gpu" else "gloo")
-    else:
-        strategy = "auto"
-    show_bar = bool(cfg.progress) and sys.stderr.isatty()
-    return Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=strategy,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=show_bar,
-        callbacks=[RichProgressBar()] if show_bar else [],
-        use_distributed_sampler=True,
-        inference_mode=True,
-        deterministic=False,
-    )
-
-
-def quiet_lightning() -> None:
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=r".*Consider setting `persistent_workers=True`.*")
-    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
-    warnings.filterwarnings("ignore", message=r".*gather.*")
-    # padding duplicates are dropped by the metrics (states keyed by sample id), so this advice does not apply
-    warnings.filterwarnings("ignore", message=r".*Using `DistributedSampler` with the dataloaders.*")
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
 def default_out(method: str, dataset: str) -> Path:
@@ -216,7 +128,6 @@ def default_out(method: str, dataset: str) -> Path:
 
 def score(cfg: DictConfig, console=None) -> Scores | None:
     """Build the dataset and the method, run them, score. Returns the scores on rank 0 and None elsewhere."""
-    quiet_lightning()
     t0 = time.perf_counter()
     ds = build_dataset(cfg)
     method_name = str(cfg.method.name)
@@ -228,35 +139,34 @@ def score(cfg: DictConfig, console=None) -> Scores | None:
         )
     method, pred_sha = build_method(cfg, ds)
     t_load = time.perf_counter()
-    module = EvaluationModule(method, ds.build_metric(),
-                              int(OmegaConf.select(cfg, "bootstrap.samples", default=bootstrap.DEFAULT_SAMPLES)),
-                              int(OmegaConf.select(cfg, "bootstrap.seed", default=bootstrap.DEFAULT_SEED)))
-    loader = DataLoader(
-        ds, batch_size=int(cfg.batch_size), shuffle=False, num_workers=int(cfg.num_workers),
-        collate_fn=collate_samples,
-    )
-    trainer = make_trainer(cfg)
-    trainer.test(module, dataloaders=loader, verbose=False)
+    samples = int(OmegaConf.select(cfg, "bootstrap.samples", default=bootstrap.DEFAULT_SAMPLES))
+    seed = int(OmegaConf.select(cfg, "bootstrap.seed", default=bootstrap.DEFAULT_SEED))
+    if use_lightning(cfg):
+        from bench import engine
+
+        outcome = engine.run(cfg, ds, method, ds.build_metric(), samples, seed)
+    else:
+        outcome = run_plain(ds, method, ds.build_metric(), int(cfg.batch_size), samples, seed)
     t_eval = time.perf_counter()
-    if not trainer.is_global_zero:
+    if outcome is None:  # not rank 0
         return None
-    ordered = {k: module.results[k] for k in ds.metric_keys if k in module.results}
-    ordered.update(module.intervals)  # KEY_ci_low / KEY_ci_high right after the headline metrics
-    ordered.update({k: v for k, v in module.results.items() if k not in ordered})
+    ordered = {k: outcome.results[k] for k in ds.metric_keys if k in outcome.results}
+    ordered.update(outcome.intervals)  # KEY_ci_low / KEY_ci_high right after the headline metrics
+    ordered.update({k: v for k, v in outcome.results.items() if k not in ordered})
     prov = {
         "code": provenance.git_sha() or provenance.code_version(),
         "code_version": provenance.code_version(),
         "data": ds.fingerprint(),
         "predictions": pred_sha,
-        "world_size": trainer.world_size,
-        "bootstrap": module.bootstrap_info,
+        "world_size": outcome.world_size,
+        "bootstrap": outcome.bootstrap_info,
         "versions": provenance.versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     return Scores(
         method=method_name, dataset=ds.name, variant=ds.variant, family=ds.family, bundled=ds.bundled,
-        metrics=ordered, metric_keys=list(ds.metric_keys), num_samples=module.num_samples, provenance=prov,
-        curves=module.curves, bootstrap=module.stats,
+        metrics=ordered, metric_keys=list(ds.metric_keys), num_samples=outcome.num_samples, provenance=prov,
+        curves=outcome.curves, bootstrap=outcome.stats,
         timings={"load_s": round(t_load - t0, 3), "evaluate_s": round(t_eval - t_load, 3)},
     )
 

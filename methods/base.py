@@ -25,22 +25,3 @@ class PoseMethod(LightningModule):
     def from_official_checkpoint(cls, path: Path, **cfg) -> PoseMethod:  # pragma: no cover
         """Build the module and load an official checkpoint, converting its key layout."""
         raise NotImplementedError
-
-
-class PredictionsFile(PoseMethod):
-    """Replays an official results file: ``predict_step`` looks each sample up by ``sample_id``.
-
-    Samples the file says nothing about get the dataset's empty prediction (for COCO: no detections).
-    """
-
-    def __init__(self, predictions: dict[int, Prediction], dataset):
-        super().__init__()
-        self.predictions = predictions
-        self.dataset = dataset
-
-    def predict_step(self, batch: list[Sample], batch_idx: int = 0) -> list[Prediction]:
-        out = []
-        for s in batch:
-            p = self.predictions.get(s.sample_id)
-            out.append(p if p is not None else self.dataset.empty_prediction(s))
-        return out

@@ -51,7 +51,7 @@ from omegaconf import OmegaConf
 from bench.data.base import SAMPLES_DIR
 from bench.data.crowdpose import ANN_FILE
 from bench.registry import DATASETS, load_all
-from methods.base import PredictionsFile
+from bench.replay import PredictionsFile
 from tests.conftest import COCO_GT, REPO, mp100_records, perturbed_results
 
 load_all()

@@ -130,7 +130,7 @@ def score(root: Path, results: Path, batch_size: int, bootstrap_samples: int = 0
     from rich.progress import Progress
 
     from bench.data.coco import CocoKeypoints
-    from methods.base import PredictionsFile
+    from bench.replay import PredictionsFile
 
     stages = {}
     t0 = time.perf_counter()
