@@ -1,5 +1,8 @@
 """One evaluation in two steps: ``score(cfg) -> Scores`` and ``publish(scores, out, leaderboard_dir)``.
 
+Two paths with the same batches, updates and summary: a results file in one process goes through
+:func:`run_plain`; a model, or several processes, through a Lightning Trainer (bench/engine.py).
+
 One sample's way: ``dataset[i] -> Sample`` -> DataLoader (a DistributedSampler under DDP) -> ``method.predict_step``
 -> ``Prediction`` -> ``metric.update`` -> (after the epoch, states gathered from every rank) ``metric.compute``,
 ``metric.bootstrap_stats`` and ``metric.curves``, which read one cached evaluation -> :class:`Scores` (rank 0)
