@@ -121,6 +121,17 @@ def quiet_lightning() -> None:
 
 
 
+def _leave_process_group() -> None:
+    """Meet every rank, then tear the process group down before any rank exits: a rank that exits with the
+    group alive can abort (gloo's threads, "terminate called without an active exception") when a peer on
+    another node goes away first. Nothing after the test loop needs a collective: rank 0 alone publishes."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def run(cfg: DictConfig, ds: Any, method: Any, metric: Metric, samples: int, seed: int) -> Outcome | None:
     """Run ``method`` over ``ds`` under a Trainer; the outcome on rank 0, None on the other ranks."""
     quiet_lightning()
@@ -129,6 +140,7 @@ def run(cfg: DictConfig, ds: Any, method: Any, metric: Metric, samples: int, see
                         collate_fn=collate_samples)
     trainer = make_trainer(cfg)
     trainer.test(module, dataloaders=loader, verbose=False)
+    _leave_process_group()
     if not trainer.is_global_zero:
         return None
     assert module.outcome is not None
