@@ -210,3 +210,46 @@ def test_pck3d_statistic_of_ones_is_the_metric():
     bs = m.bootstrap_stats()
     assert float(bs.statistic(torch.ones(1, 9, dtype=torch.float64))[0, 0]) == pytest.approx(
         float(m.compute()["PCK3D"]), abs=1e-12)
+
+
+def test_draw_count_kernel_gives_the_float_weight_kernel_bit_for_bit():
+    """The AP replicates of draw counts go through a kernel that sums whole numbers with the replicates
+    innermost (metrics/keypoint_ap.py ``_count_weighted_ap``); the general float-weight kernel (the one the
+    pycocotools test above also covers for whole-number weights) must give the same floats, NaN replicates
+    (no regular GT drawn) included. A case with ties, crowd and unlabelled GT, images without detections."""
+    from bench.benchmarks.keypoint_ap import make_case
+    from metrics import keypoint_ap as kap
+
+    gt, results = make_case(n_images=150, seed=3)
+    m = KeypointAP()
+    m.update(*_coco_inputs(gt, results))
+    bs = m.bootstrap_stats()
+    n = bs.ids.numel()
+    w = resample_counts(n, samples=300, seed=5)
+    res = m.evaluate()
+    a = res.area_labels.index("all")
+    det_slot = torch.searchsorted(bs.ids, res.det_image).numpy()
+    gt_slot = torch.searchsorted(bs.ids, res.gt_image).numpy()
+    gt_reg = res.gt_regular[:, a].double().numpy()
+    no_gt = np.setdiff1d(np.arange(n), gt_slot[gt_reg > 0])
+    w[0] = 0.0
+    w[0, torch.as_tensor(no_gt[:3])] = torch.tensor([1.0, 4.0, 2.0], dtype=torch.float64)  # drawn images without regular GT: NaN
+    w[1] = 1.0
+    tp = np.ascontiguousarray(res.det_tp[:, :, a].t().double().numpy())
+    fp = np.ascontiguousarray(res.det_fp[:, :, a].t().double().numpy())
+    assert tp.sum() > 100 and fp.sum() > 100 and ((tp + fp) == 0).any()  # TP, FP and ignored detections
+    rthr = res.rec_thresholds.double().numpy()
+
+    def reference(weights: torch.Tensor) -> np.ndarray:
+        return kap._weighted_ap(np.ascontiguousarray(weights.numpy()), det_slot, gt_slot, tp, fp, gt_reg, rthr,
+                                kap._EPS)
+
+    assert kap._as_counts(w.numpy()) is not None
+    got = bs.statistic(w)[:, 0].numpy()
+    ref = reference(w)
+    assert math.isnan(ref[0]) and not np.isnan(ref[1:]).any()
+    assert np.array_equal(got, ref, equal_nan=True)
+    assert got[1] == pytest.approx(float(m.compute()["AP"]), abs=1e-12)  # summed in another order: see above
+    half = w[1:5] * 0.5  # not whole numbers: the float kernel
+    assert kap._as_counts(half.numpy()) is None
+    assert np.array_equal(bs.statistic(half)[:, 0].numpy(), reference(half))
