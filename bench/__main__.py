@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else EXIT_INPUT_ERROR
     command, rest = argv[0], argv[1:]
     debug = os.environ.get("POSEARENA_DEBUG") == "1" or any(a in ("debug=true", "debug=True", "debug=1") for a in rest)
+    if command in ("evaluate", "leaderboards", "regression", "compare"):
+        from bench import lazy_torchmetrics
+
+        lazy_torchmetrics.install()  # scoring needs torchmetrics' Metric, not its 100 metric modules
     try:
         if command == "evaluate":
             return cmd_evaluate(rest)
