@@ -33,7 +33,7 @@ import metrics
 from metrics.keypoint_ap import KeypointAP
 from metrics.protocol import PoseMetric
 
-UNITS = {"image", "sequence", "episode-query", "person"}
+UNITS = {"image", "sequence", "episode-query", "person", "instance"}  # instance: a face or hand on its own box
 SUITE = {"KeypointAP", "CrowdPoseAP", "BOPAR", "CapePCK", "PCKh", "H36MPoseError", "PCK3D", "MeshError"}
 PROTOCOL_ENTRY_POINTS = ("evaluate", "compute", "bootstrap_stats", "curves")
 
