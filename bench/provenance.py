@@ -19,6 +19,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256_tree(folder: Path) -> str:
+    """sha256 over a folder's files (relative path and content, in sorted order): a predictions folder's hash."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0" + sha256_file(f).encode())
+    return h.hexdigest()
+
+
 @lru_cache(maxsize=1)
 def source_hash() -> str:
     """Hash of the suite's Python sources: the code version a leaderboard row records.

@@ -106,9 +106,11 @@ def build_method(cfg: DictConfig, ds: BenchmarkDataset) -> tuple[Any, str]:
     """The method to run and the sha256 of the predictions file ('' when a model runs)."""
     if cfg.predictions:
         path = Path(cfg.predictions)
-        if not path.is_file():
+        if not path.exists():
             raise InputError(path, None, "predictions", "file not found")
-        return PredictionsFile(ds.read_predictions(path), ds), provenance.sha256_file(path)
+        # a folder (the per-image result files some official code writes, e.g. NOCS) is read by the dataset
+        digest = provenance.sha256_tree(path) if path.is_dir() else provenance.sha256_file(path)
+        return PredictionsFile(ds.read_predictions(path), ds), digest
     load_methods()  # a model runs: only now the method modules (timm, Lightning) are imported
     name = cfg.method.name
     if name not in METHODS:

@@ -60,7 +60,7 @@ CONF = REPO / "bench" / "conf" / "dataset"
 CROWDPOSE_GOLDEN = json.loads((REPO / "tests" / "data" / "crowdpose_golden" / "golden.json").read_text())
 REL_TOL = 1e-12
 NO_BOOTSTRAP = {"3dpw": "MeshError's bootstrap_unit is None (no interval is reported for 3DPW)"}
-SHARED_BUILDER = {n: "ycbv" for n in ("lmo", "tless", "tudl", "icbin", "itodd", "hb")}
+SHARED_BUILDER = {**{n: "ycbv" for n in ("lmo", "tless", "tudl", "icbin", "itodd", "hb")}, "camera25": "real275"}
 
 
 def _cfg(name: str, **over):
@@ -156,6 +156,38 @@ def _3dpw(tmp: Path):
     return ds, write_smpl_predictions(root, smpl, tmp / "neutral.npz")
 
 
+def _headpose(case_name: str):
+    """A 6DRepNet golden case (tests/data/headpose_golden) in its official layout."""
+    def make(tmp: Path):
+        from tests.data.test_headpose import CASES as HP
+        from tests.data.test_headpose import case_dataset
+
+        case = HP[case_name]
+        ds = case_dataset(case, tmp)
+        res = tmp / "pred.json"
+        res.write_text(json.dumps(case["predictions"]))
+        return ds, res
+    return make
+
+
+def _landmarks(name: str):
+    """The last mmpose golden case of a face or hand dataset (tests/data/landmarks_golden: the noisiest)."""
+    def make(tmp: Path):
+        from bench.data.landmarks import SPECS, LandmarkDataset
+        from tests.data.test_landmarks import GOLDEN as LM
+        from tests.data.test_landmarks import _root
+
+        res = tmp / "pred.json"
+        res.write_text(json.dumps(LM["datasets"][name]["cases"][-1]["predictions"]))
+        return LandmarkDataset(SPECS[name], _root(tmp, name)), res
+    return make
+
+
+def _real275(tmp: Path):
+    """The bundled synthetic REAL275 sample with its weight-free box-prior predictions."""
+    return DATASETS["real275"](_cfg("real275")), SAMPLES_DIR / "real275" / "box_prior.json"
+
+
 _NONTRIVIAL_CROWDPOSE = ("sample_seed2", "sample_ids_negative_zero_seed7", "random_seed0", "random_seed13",
                          "random_seed19")
 CASES: dict[str, tuple[str, Callable[[Path], tuple]]] = {
@@ -169,6 +201,10 @@ CASES: dict[str, tuple[str, Callable[[Path], tuple]]] = {
     "mp100": ("mp100", _mp100),
     "ycbv": ("ycbv", _ycbv),
     "3dpw": ("3dpw", _3dpw),
+    "real275": ("real275", _real275),
+    "aflw2000": ("aflw2000", _headpose("aflw2000_rotations")),
+    "biwi": ("biwi", _headpose("biwi_rotations")),
+    **{name: (name, _landmarks(name)) for name in ("300w", "wflw", "cofw", "aflw", "onehand10k", "rhd")},
 }
 
 
