@@ -1,4 +1,4 @@
-"""Mesh errors of the 3DPW protocol: MPJPE and PA-MPJPE on 14 regressed joints, PVE and PA-PVE (mm).
+"""Mesh errors of the 3DPW protocol: MPJPE and PA-MPJPE on regressed joints, PVE and PA-PVE (mm).
 
 The protocol of nkolot/SPIN ``eval.py`` (followed by HMR2.0, TokenHMR, 4D-Humans and most mesh papers):
 
@@ -12,7 +12,11 @@ The protocol of nkolot/SPIN ``eval.py`` (followed by HMR2.0, TokenHMR, 4D-Humans
   that predict the absolute position.
 - PA-PVE: PVE after a per-frame similarity Procrustes of the predicted vertices onto the GT vertices.
 
-The pelvis for PVE is the same H36M joint 0 as for the joints (shared/PROTOCOLS.md; TokenHMR's ``Evaluator``
+Joint sets (``joints=``): ``"h36m14"`` (default, the SPIN protocol above) or ``"smpl24"``: all 24 SMPL joints
+``J = J_regressor_smpl (24x6890) @ V`` with the pelvis = SMPL joint 0 (Jeff-sjtu/HybrIK ``PW3D.evaluate_xyz_24``;
+the regressor is the neutral SMPL model's own, as TokenHMR ``eval.py`` builds ``J_regressor_24_SMPL``).
+
+The pelvis for PVE is the same pelvis joint (H36M joint 0, or SMPL joint 0 with ``smpl24``) as for the joints (shared/PROTOCOLS.md; TokenHMR's ``Evaluator``
 subtracts its keypoint ``pelvis_ind`` from both vertex sets the same way). ``J_regressor_h36m`` rows sum to
 0.9996..1.00005, not 1, so a pure translation of a mesh changes pelvis-relative joints slightly (0.03 mm per
 metre): SPIN builds the GT at the origin and a camera-frame prediction carries that residue; we follow SPIN.
@@ -35,6 +39,11 @@ H36M_TO_J14: tuple[int, ...] = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
 PELVIS = 0
 MESH_METRICS: tuple[str, ...] = ("MPJPE", "PA-MPJPE", "PVE", "PA-PVE")
 PVE_ALIGNMENTS = ("pelvis", "none")
+#: joint set -> (regressor rows, scored joint indices, pelvis index); the regressor comes from the caller
+JOINT_SETS: dict[str, tuple[int, tuple[int, ...], int]] = {
+    "h36m14": (17, H36M_TO_J14, PELVIS),
+    "smpl24": (24, tuple(range(24)), 0),
+}
 
 
 def _per_frame_mm(a: Tensor, b: Tensor) -> Tensor:
@@ -75,11 +84,34 @@ def pa_error(pred: Tensor, target: Tensor) -> Tensor:
     return joint_errors(similarity_align(pred, target), target).mean(dim=-1)
 
 
+def pelvis_relative_joints(vertices: Tensor, j_regressor: Tensor, joints: str = "h36m14") -> tuple[Tensor, Tensor]:
+    """The scored joints of ``joints`` (a :data:`JOINT_SETS` name) minus the pelvis ``(B, J, 3)``, and the
+    pelvis ``(B, 1, 3)``.
+
+    >>> v = torch.zeros(1, 24, 3, dtype=torch.float64); v[0, :, 0] = torch.arange(24.0) + 1
+    >>> j, p = pelvis_relative_joints(v, torch.eye(24, dtype=torch.float64), "smpl24")  # joint k = vertex k
+    >>> tuple(j.shape), float(p[0, 0, 0]), float(j[0, 5, 0])
+    ((1, 24, 3), 1.0, 5.0)
+    """
+    _, ids, root = _joint_set(joints, j_regressor)
+    regressed = regress_joints(vertices, j_regressor)
+    pelvis = regressed[..., root : root + 1, :]
+    return regressed[..., list(ids), :] - pelvis, pelvis
+
+
 def pelvis_relative_j14(vertices: Tensor, j_regressor: Tensor) -> tuple[Tensor, Tensor]:
     """The 14 LSP joints minus the pelvis ``(B, 14, 3)``, and the pelvis ``(B, 1, 3)`` (SPIN eval.py)."""
-    joints = regress_joints(vertices, j_regressor)
-    pelvis = joints[..., PELVIS : PELVIS + 1, :]
-    return joints[..., list(H36M_TO_J14), :] - pelvis, pelvis
+    return pelvis_relative_joints(vertices, j_regressor, "h36m14")
+
+
+def _joint_set(joints: str, j_regressor: Tensor) -> tuple[int, tuple[int, ...], int]:
+    """:data:`JOINT_SETS` entry of ``joints``, checked against the regressor's number of rows."""
+    if joints not in JOINT_SETS:
+        raise ValueError(f"joints must be one of {tuple(JOINT_SETS)}, got {joints!r}")
+    rows, ids, root = JOINT_SETS[joints]
+    if j_regressor.shape[0] != rows:
+        raise ValueError(f"joints={joints!r} needs a {rows}-row regressor, got {tuple(j_regressor.shape)}")
+    return rows, ids, root
 
 
 def pve(pred: Tensor, target: Tensor) -> Tensor:
@@ -88,17 +120,18 @@ def pve(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def mesh_errors(pred: Tensor, target: Tensor, j_regressor: Tensor, pve_alignment: str = "pelvis",
-                target_offset: Tensor | None = None) -> Tensor:
+                target_offset: Tensor | None = None, joints: str = "h36m14") -> Tensor:
     """Per-frame ``(MPJPE, PA-MPJPE, PVE, PA-PVE)`` in metres, ``(B, V, 3) x 2 -> (B, 4)`` float64.
 
     ``target_offset`` ``(B, 3)``: the translation from ``target`` to the full camera-frame GT mesh, used only
     by the unaligned PVE (SPIN's GT mesh is built at the origin; every other value is translation-free).
+    ``joints``: a :data:`JOINT_SETS` name matching ``j_regressor`` (17 rows for ``h36m14``, 24 for ``smpl24``).
     """
     if pve_alignment not in PVE_ALIGNMENTS:
         raise ValueError(f"pve_alignment must be one of {PVE_ALIGNMENTS}, got {pve_alignment!r}")
     pred, target = pred.to(torch.float64), target.to(torch.float64)
-    pj, pp = pelvis_relative_j14(pred, j_regressor)
-    gj, gp = pelvis_relative_j14(target, j_regressor)
+    pj, pp = pelvis_relative_joints(pred, j_regressor, joints)
+    gj, gp = pelvis_relative_joints(target, j_regressor, joints)
     if pve_alignment == "pelvis":
         vertex_err = pve(pred - pp, target - gp)
     else:
@@ -109,6 +142,9 @@ def mesh_errors(pred: Tensor, target: Tensor, j_regressor: Tensor, pve_alignment
 
 class MeshError(PoseMetric):
     """MPJPE, PA-MPJPE, PVE and PA-PVE (mm) over frames, pooled (3DPW protocol, see the module docstring).
+
+    ``j_regressor``: ``J_regressor_h36m`` (17 x 6890) with ``joints="h36m14"`` (default), or the SMPL model's own
+    ``J_regressor`` (24 x 6890) with ``joints="smpl24"``.
 
     ``update(preds, targets)``: one dict per frame; ``pred["vertices"]`` ``(6890, 3)`` metres camera frame,
     ``target["vertices"]`` the GT mesh, ``target["offset"]`` ``(3,)`` (optional, for ``pve_alignment="none"``)
@@ -123,11 +159,12 @@ class MeshError(PoseMetric):
     bootstrap_unit = None  # no interval for 3DPW yet
     headline = ("MPJPE", "PA-MPJPE", "PVE", "PA-PVE")
 
-    def __init__(self, j_regressor: Tensor, pve_alignment: str = "pelvis", **kwargs):
+    def __init__(self, j_regressor: Tensor, pve_alignment: str = "pelvis", joints: str = "h36m14", **kwargs):
         super().__init__(**kwargs)
         if pve_alignment not in PVE_ALIGNMENTS:
             raise ValueError(f"pve_alignment must be one of {PVE_ALIGNMENTS}, got {pve_alignment!r}")
-        self.pve_alignment = pve_alignment
+        _joint_set(joints, torch.as_tensor(j_regressor))
+        self.pve_alignment, self.joints = pve_alignment, joints
         self.register_buffer("j_regressor", torch.as_tensor(j_regressor, dtype=torch.float64), persistent=False)
         self.add_state("frame_id", default=[], dist_reduce_fx="cat")
         self.add_state("frame_errors", default=[], dist_reduce_fx="cat")  # (n, 4) metres
@@ -142,7 +179,7 @@ class MeshError(PoseMetric):
         offset = None
         if self.pve_alignment == "none" and "offset" in targets[0]:
             offset = torch.stack([g["offset"] for g in targets]).to(gt)
-        self.frame_errors.append(mesh_errors(pr, gt, self.j_regressor, self.pve_alignment, offset))
+        self.frame_errors.append(mesh_errors(pr, gt, self.j_regressor, self.pve_alignment, offset, self.joints))
         self.frame_id.append(torch.stack([torch.as_tensor(g["sample_id"], dtype=torch.int64).reshape(())
                                           for g in targets]).to(gt.device))
 

@@ -21,9 +21,12 @@ Protocol (nkolot/SPIN ``datasets/preprocess/pw3d.py`` + ``eval.py``; shared/PROT
   POCO / mmhuman3d); PA-PVE as an extra key. Because the regressor rows do not sum to exactly 1, an exact
   camera-frame prediction of the GT body scores a fraction of a mm MPJPE/PVE against SPIN's origin GT (the
   protocol as published); with ``pve_alignment: none`` its PVE is 0.
+- ``joints: smpl24`` scores all 24 SMPL joints instead, regressed from both meshes with the neutral SMPL model's
+  own ``J_regressor`` (``smpl_dir``), pelvis = SMPL joint 0 (HybrIK ``PW3D.evaluate_xyz_24``); its rows are
+  labelled ``joints=smpl24``.
 
 Options (``bench/conf/dataset/3dpw.yaml``): ``smpl_dir`` (required), ``split`` (``test``; ``validation`` and
-``train`` read the same way), ``pve_alignment`` (``pelvis`` | ``none``).
+``train`` read the same way), ``pve_alignment`` (``pelvis`` | ``none``), ``joints`` (``h36m14`` | ``smpl24``).
 
 Predictions: .npz, key ``"{sequence}/{person_index}"`` -> ``(T, 6890, 3)`` SMPL vertices in metres, camera
 frame, every frame of the sequence (frames without a valid camera pose are skipped by the protocol).
@@ -42,12 +45,12 @@ from torchmetrics import Metric
 
 from bench.data.base import BenchmarkDataset, resolve_data_root
 from bench.errors import InputError
-from bench.formats.smpl import N_VERTS, load_smpl
+from bench.formats.smpl import N_VERTS, load_smpl, read_smpl_arrays
 from bench.predictions.npz import UnscoredKeysWarning
 from bench.registry import register_dataset
 from bench.safe_pickle import load_npz, load_pickle
 from bench.types import Prediction, Sample
-from metrics.pve import PVE_ALIGNMENTS, MeshError
+from metrics.pve import JOINT_SETS, PVE_ALIGNMENTS, MeshError
 
 J_REGRESSOR_H36M = Path(__file__).parent / "smpl" / "J_regressor_h36m.npy"
 SPLITS = ("test", "validation", "train")
@@ -178,13 +181,15 @@ class ThreeDPWDataset(BenchmarkDataset):
     metric_keys = ("MPJPE", "PA-MPJPE", "PVE")
 
     def __init__(self, root: Path, smpl_dir, split: str = "test", pve_alignment: str = "pelvis",
-                 name: str = "3dpw", bundled: bool = False):
+                 name: str = "3dpw", bundled: bool = False, joints: str = "h36m14"):
         super().__init__(name, root, bundled)
         if split not in SPLITS:
             raise InputError(None, None, "split", f"expected one of {SPLITS}, got {split!r}")
         if pve_alignment not in PVE_ALIGNMENTS:
             raise InputError(None, None, "pve_alignment", f"expected one of {PVE_ALIGNMENTS}, got {pve_alignment!r}")
-        self.split, self.pve_alignment = split, pve_alignment
+        if joints not in JOINT_SETS:
+            raise InputError(None, None, "joints", f"expected one of {tuple(JOINT_SETS)}, got {joints!r}")
+        self.split, self.pve_alignment, self.joints = split, pve_alignment, joints
         self.files = sorted((self.root / "sequenceFiles" / split).glob("*.pkl"))
         if not self.files:
             raise InputError(self.root / "sequenceFiles" / split, None, "data_root", "no sequence files (*.pkl)")
@@ -200,13 +205,14 @@ class ThreeDPWDataset(BenchmarkDataset):
         self.smpl_dir = smpl_dir
         for g in sorted({tr.gender for tr in self.tracks}):
             load_smpl(smpl_dir, g, torch.float64)  # a bad smpl_dir fails here, once, in one line
+        self.j_regressor = (np.load(J_REGRESSOR_H36M) if joints == "h36m14"
+                            else read_smpl_arrays(smpl_dir, "neutral")["J_regressor"].astype(np.float64))
         starts = np.cumsum([0] + [len(tr.frames) for tr in self.tracks])
         self._start = {tr.key: int(s) for tr, s in zip(self.tracks, starts)}
         self._pos = [(ti, k) for ti, tr in enumerate(self.tracks) for k in range(len(tr.frames))]
         self._cache: OrderedDict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        parts = ([f"split={split}"] if split != "test" else []) + ([f"pve={pve_alignment}"]
-                                                                   if pve_alignment != "pelvis" else [])
-        self.variant = ",".join(parts)
+        options = (("split", split, "test"), ("joints", joints, "h36m14"), ("pve", pve_alignment, "pelvis"))
+        self.variant = ",".join(f"{k}={v}" for k, v, default in options if v != default)
 
     def __len__(self) -> int:
         return len(self._pos)
@@ -236,7 +242,7 @@ class ThreeDPWDataset(BenchmarkDataset):
         return list(self.files)
 
     def build_metric(self) -> Metric:
-        return MeshError(torch.from_numpy(np.load(J_REGRESSOR_H36M)), pve_alignment=self.pve_alignment)
+        return MeshError(torch.from_numpy(self.j_regressor), pve_alignment=self.pve_alignment, joints=self.joints)
 
     def read_predictions(self, path: Path) -> dict[int, Prediction]:
         """``{sequence}/{person}`` -> ``(T, 6890, 3)`` metres; kept in the file's float dtype (memory)."""
@@ -278,4 +284,4 @@ def build_3dpw(cfg) -> ThreeDPWDataset:
     root, bundled = resolve_data_root("3dpw", cfg.get("data_root"), [f"sequenceFiles/{split}"], sample=None)
     return ThreeDPWDataset(root, cfg.get("smpl_dir"), split=split,
                            pve_alignment=str(cfg.get("pve_alignment", "pelvis")), name=str(cfg.get("name", "3dpw")),
-                           bundled=bundled)
+                           bundled=bundled, joints=str(cfg.get("joints", "h36m14")))

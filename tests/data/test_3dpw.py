@@ -217,15 +217,17 @@ def _procrustes_np(x, y):
     return scale * x0 @ r + my
 
 
-def expected_metrics(smpl, ds, pred_path, alignment):
+def expected_metrics(smpl, ds, pred_path, alignment, j_reg=J_REG, joint_ids=J14):
+    """Means in mm, plain numpy; ``j_reg`` / ``joint_ids``: H36M regressor and the 14 LSP joints (SPIN) or an
+    SMPL regressor and all 24 joints (HybrIK); the pelvis is row 0 of either."""
     preds = np.load(pred_path)
     errs = []
     for tr in ds.tracks:
         origin, camera = spin_gt(smpl, tr, tr.frames)
         pv = preds[tr.key][tr.frames].astype(np.float64)
         for g, c, p in zip(origin, camera, pv):
-            jg, jp = J_REG @ g, J_REG @ p
-            g14, p14 = jg[J14] - jg[0], jp[J14] - jp[0]
+            jg, jp = j_reg @ g, j_reg @ p
+            g14, p14 = jg[joint_ids] - jg[0], jp[joint_ids] - jp[0]
             vert = np.linalg.norm((p - jp[0]) - (g - jg[0]), axis=-1).mean() if alignment == "pelvis" \
                 else np.linalg.norm(p - c, axis=-1).mean()
             errs.append([np.linalg.norm(p14 - g14, axis=-1).mean(),
@@ -249,6 +251,37 @@ def test_neutral_predictions_in_process(case, neutral_preds, alignment):
         assert got[k] == pytest.approx(want[k], abs=1e-6), k
     assert 20 < got["MPJPE"] < 500  # a real, non-trivial error
     assert ds.variant == ("" if alignment == "pelvis" else "pve=none")
+
+
+def test_smpl24_joints_in_process(case, neutral_preds):
+    """``joints="smpl24"``: all 24 joints of the neutral model's own J_regressor, pelvis = joint 0."""
+    _, smpl, root = case
+    ds = ThreeDPWDataset(root, smpl, joints="smpl24")
+    assert ds.variant == "joints=smpl24"
+    assert ThreeDPWDataset(root, smpl, joints="smpl24", pve_alignment="none").variant == "joints=smpl24,pve=none"
+    preds = ds.read_predictions(neutral_preds)
+    m = ds.build_metric()
+    samples = [ds[i] for i in range(len(ds))]
+    m.update([preds[s.sample_id].output for s in samples], [s.target for s in samples])
+    got = {k: float(v) for k, v in m.compute().items()}
+    j24 = synthetic_smpl("neutral", sparse_regressor=False)["J_regressor"]
+    want = expected_metrics(smpl, ds, neutral_preds, "pelvis", j_reg=j24, joint_ids=list(range(24)))
+    for k in want:
+        assert got[k] == pytest.approx(want[k], abs=1e-6), k
+    h36m = expected_metrics(smpl, ds, neutral_preds, "pelvis")
+    assert abs(got["MPJPE"] - h36m["MPJPE"]) > 1  # a different joint set, not the default renamed
+
+
+def test_smpl24_needs_the_neutral_model(case, tmp_path):
+    _, _, root = case
+    gendered = write_smpl_dir(tmp_path / "gendered", genders=("male", "female"))
+    assert ThreeDPWDataset(root, gendered).joints == "h36m14"  # the default does not read it
+    with pytest.raises(InputError) as e:
+        ThreeDPWDataset(root, gendered, joints="smpl24")
+    assert e.value.field == "smpl_dir" and e.value.file.endswith("SMPL_NEUTRAL.pkl")
+    with pytest.raises(InputError, match="expected one of") as e:
+        ThreeDPWDataset(root, gendered, joints="smpl29")
+    assert e.value.field == "joints"
 
 
 def test_bad_predictions(case, neutral_preds, tmp_path):
@@ -335,6 +368,31 @@ def test_cli_neutral_predictions_devices(case, neutral_preds, tmp_path, capsys):
         assert out[1][k] == pytest.approx(want[k], abs=1e-6), k
 
 
+def test_cli_joint_sets_write_distinct_rows(case, neutral_preds, tmp_path, capsys):
+    """``dataset.joints=h36m14`` (default, no variant) and ``smpl24`` land in two rows of the same CSV."""
+    import csv
+
+    _, smpl, root = case
+    args = (f"data_root={root}", f"smpl_dir={smpl}", f"predictions={neutral_preds}")
+    metrics = {}
+    for joints in ("h36m14", "smpl24"):
+        out = tmp_path / joints
+        assert _main(*args, f"dataset.joints={joints}", f"out={out}", tmp=tmp_path) == 0, capsys.readouterr().err
+        metrics[joints] = json.loads((out / "metrics.json").read_text())["metrics"]
+    with open(tmp_path / "lb" / "mesh" / "3dpw.csv", newline="") as fh:
+        rows = {r["variant"]: r for r in csv.DictReader(fh) if r["method"] == "mine"}
+    assert set(rows) == {"", "joints=smpl24"}
+    assert float(rows["joints=smpl24"]["MPJPE"]) == pytest.approx(metrics["smpl24"]["MPJPE"], abs=1e-3)
+    assert float(rows[""]["MPJPE"]) == pytest.approx(metrics["h36m14"]["MPJPE"], abs=1e-3)
+    assert metrics["smpl24"]["MPJPE"] != metrics["h36m14"]["MPJPE"]
+    capsys.readouterr()
+    code = _main(*args, "dataset.joints=lsp14", f"out={tmp_path / 'bad'}", tmp=tmp_path)
+    cap = capsys.readouterr()
+    lines = [ln for ln in (cap.out + cap.err).splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and "field 'joints'" in lines[0], lines
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_errors_are_one_line(case, neutral_preds, tmp_path, capsys):
     _, smpl, root = case
     marker = tmp_path / "pwned"
@@ -369,4 +427,4 @@ def test_registry_and_config():
 
     assert "3dpw" in DATASETS
     cfg = (REPO / "bench" / "conf" / "dataset" / "3dpw.yaml").read_text()
-    assert "smpl_dir: null" in cfg and "name: 3dpw" in cfg
+    assert "smpl_dir: null" in cfg and "name: 3dpw" in cfg and "joints: h36m14" in cfg

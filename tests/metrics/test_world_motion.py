@@ -1,0 +1,96 @@
+"""EMDB motion kernels (metrics/world_motion.py) against WHAM's and EMDB's own evaluation functions.
+
+``tests/data/emdb_golden/metrics_golden.json`` holds what yohanshin/WHAM's ``lib/eval/eval_utils.py`` functions
+(in the per-sequence steps of its ``evaluate_emdb.py``) and eth-ait/emdb's ``compute_positional_errors`` returned
+on the sequences of ``tests/data/emdb_golden/inputs.py``; its PROVENANCE.md has the command and commits.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metrics import world_motion as wm
+from tests.data.emdb_golden.inputs import golden_sequences
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = json.loads((REPO / "tests" / "data" / "emdb_golden" / "metrics_golden.json").read_text())
+TOL = 1e-9  # mm (and % for RTE, 10 m/s^3 for jitter)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    return [{k: torch.from_numpy(v) for k, v in s.items()} for s in golden_sequences()]
+
+
+def ours(s: dict) -> dict[str, np.ndarray]:
+    cam = wm.camera_errors(s["pred_cam_joints"], s["gt_cam_joints"], s["pred_cam_verts"], s["gt_cam_verts"]) * 1000
+    pj, gj = wm.align_by_hips(s["pred_cam_joints"])[0], wm.align_by_hips(s["gt_cam_joints"])[0]
+    w, wa = wm.world_mpjpe(s["pred_joints"], s["gt_joints"])
+    return {"MPJPE": cam[:, 0], "PA-MPJPE": cam[:, 1], "PVE": cam[:, 2], "ACCEL": wm.accel_error(pj, gj),
+            "W-MPJPE100": w * 1000, "WA-MPJPE100": wa * 1000, "RTE": wm.rte_percent(s["pred_transl"], s["gt_transl"]),
+            "JITTER": wm.jitter(s["pred_joints"]), "FS": wm.foot_sliding(s["pred_verts"], s["gt_verts"]) * 1000}
+
+
+def test_per_frame_values_match_wham_and_emdb(sequences):
+    for s, ref in zip(sequences, GOLDEN["per_sequence"]):
+        got = {k: v.numpy() for k, v in ours(s).items()}
+        for key, value in got.items():
+            assert value.shape == (len(ref[key]),), key
+            np.testing.assert_allclose(value, ref[key], rtol=0, atol=TOL, err_msg=key)
+        for key in ("MPJPE", "PA-MPJPE", "PVE"):  # EMDB's own code agrees with WHAM's
+            np.testing.assert_allclose(got[key], ref[f"{key}_emdb"], rtol=0, atol=TOL, err_msg=key)
+
+
+def test_values_are_not_trivial(sequences):
+    """Every golden value is a real error (contacts found, chunks of 100 and a short one, W > WA)."""
+    m = GOLDEN["mean"]
+    assert all(m[k] > 1 for k in ("MPJPE", "PA-MPJPE", "PVE", "W-MPJPE100", "WA-MPJPE100", "FS", "RTE"))
+    assert m["W-MPJPE100"] > m["WA-MPJPE100"]
+    assert len(GOLDEN["per_sequence"][0]["W-MPJPE100"]) == 157 and 0 < len(GOLDEN["per_sequence"][1]["FS"]) < 4 * 42
+
+
+def test_chunks_are_aligned_separately(sequences):
+    """A prediction moved by a different similarity per 100-frame chunk has zero WA-MPJPE100."""
+    g = sequences[0]["gt_joints"]
+    p = g.clone()
+    p[100:] = 1.3 * p[100:] @ torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=g.dtype).T + 2.0
+    w, wa = wm.world_mpjpe(p, g)
+    assert float(wa.max()) < 1e-12 and float(w.max()) < 1e-12
+    _, wa_one = wm.world_mpjpe(p, g, chunk=len(g))
+    assert float(wa_one.mean()) > 0.1
+
+
+def _sequence_dicts(s: dict) -> tuple[dict, dict]:
+    feet = list(wm.FOOT_VERTICES)
+    side = {"pred": {}, "gt": {}}
+    for who in side:
+        side[who] = {"joints_cam": s[f"{who}_cam_joints"], "verts_cam": s[f"{who}_cam_verts"],
+                     "joints_world": s[f"{who}_joints"], "transl_world": s[f"{who}_transl"],
+                     "feet_world": s[f"{who}_verts"][:, feet]}
+    return side["pred"], side["gt"]
+
+
+def test_metric_pools_sequences_and_drops_padding(sequences):
+    pairs = [_sequence_dicts(s) for s in sequences]
+    results = []
+    for order in ([0, 1], [1, 0, 1]):  # the second: reversed, with a padded duplicate
+        m = wm.WorldMotionError()
+        for i in order:
+            m.update([pairs[i][0]], [{**pairs[i][1], "sample_id": torch.tensor(i)}])
+        results.append(m.compute())
+    assert set(results[0]) == set(wm.MOTION_METRICS)
+    for k in wm.MOTION_METRICS:
+        assert float(results[0][k]) == pytest.approx(GOLDEN["mean"][k], abs=TOL), k
+        assert torch.equal(results[0][k], results[1][k]), k
