@@ -7,6 +7,10 @@
     <test split>/<scene 6 digits>/scene_gt.json, scene_gt_info.json, scene_camera.json,
                                   depth/<im 6 digits>.png  (.tif for ITODD)
 
+``dataset.task`` chooses the BOP task: ``localization`` (BOP19 AR, the default) or ``detection`` (BOP 2024/2025
+6D detection: ``test_targets_bop24.json``, one ``{"im_id", "scene_id"}`` per image, scored by
+metrics/bop/detection.py; its leaderboard is ``object6d/<name>_detection.csv``); ``bbox`` / ``segm`` are refused.
+
 One ``Sample`` per test image listed in the targets file, sorted by (scene, image);
 ``sample_id = scene_id * 1_000_000 + im_id``. Per-dataset parameters follow bop_toolkit's
 ``dataset_params.py`` (image size, test split folder: T-LESS and HB evaluate ``test_primesense``) and
@@ -31,13 +35,23 @@ from bench.data.base import BenchmarkDataset, resolve_data_root
 from bench.errors import InputError
 from bench.errors import load_json as _load_json
 from bench.formats.ply import read_ply
-from bench.predictions.bop_csv import IM_ID_LIMIT, empty_output, read_bop19_csv, sample_id_of
+from bench.predictions.bop_csv import (
+    IM_ID_LIMIT,
+    empty_output,
+    read_bop19_csv,
+    read_bop19_rows,
+    sample_id_of,
+    to_predictions,
+)
 from bench.predictions.bop_detections import read_detections
 from bench.registry import register_dataset
 from bench.types import Detection, Prediction, Sample
 from metrics.bop.model import ObjectModel
 
 TARGETS_FILE = "test_targets_bop19.json"
+TARGETS_FILES = {"localization": TARGETS_FILE, "detection": "test_targets_bop24.json"}  # per dataset.task
+DETECTION_MAX_ESTIMATES = 100  # eval_bop24_pose.py's max_num_estimates_per_image (200 only for xyzibd)
+DETECTION_KEYS = ("mAP", "mAP_MSSD", "mAP_MSPD", "mAP_MSSD_mm", "bop25_mAP", "average_time_per_image")
 MODELS_DIR = "models_eval"
 
 
@@ -112,6 +126,25 @@ def read_targets(path: Path) -> list[tuple[int, int, int, int]]:
         obj = _int(path, r, "obj_id", _field(path, r, rec, "obj_id"))
         count = _int(path, r, "inst_count", _field(path, r, rec, "inst_count"), lo=1)
         out.append((scene, im, obj, count))
+    return out
+
+
+def read_image_targets(path: Path) -> list[tuple[int, int]]:
+    """``test_targets_bop24.json`` -> [(scene_id, im_id)] in file order (one record per image)."""
+    data = load_json(path)
+    if not isinstance(data, list) or not data:
+        raise InputError(path, None, None, "expected a non-empty JSON list of targets")
+    out, seen = [], set()
+    for i, rec in enumerate(data):
+        r = f"index {i}"
+        scene = _int(path, r, "scene_id", _field(path, r, rec, "scene_id"))
+        im = _int(path, r, "im_id", _field(path, r, rec, "im_id"))
+        if im >= IM_ID_LIMIT:
+            raise InputError(path, r, "im_id", f"expected an integer < {IM_ID_LIMIT}, got {im}")
+        if (scene, im) in seen:
+            raise InputError(path, r, "im_id", f"scene {scene} image {im} is listed twice")
+        seen.add((scene, im))
+        out.append((scene, im))
     return out
 
 
@@ -192,14 +225,19 @@ class BopDataset(BenchmarkDataset):
 
     def __init__(
         self, name: str, root: Path, bundled: bool, params: BopParams, targets_file: str = TARGETS_FILE,
-        detections: str | Path | None = None,
+        detections: str | Path | None = None, task: str = "localization",
     ):
         super().__init__(name, root, bundled)
         self.params = params
+        self.task = task
         self.detections_path = Path(detections) if detections else None
         self._detections: dict[tuple[int, int], list[Detection]] | None = None
+        self._extra_times: list[float] = []  # detection: the times of a results file's non-target images
         self.split_dir = self.root / params.test_split
         self.targets_path = self.root / targets_file
+        if task == "detection":
+            self._init_detection()
+            return
         targets = read_targets(self.targets_path)
         per_image: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for scene, im, obj, count in targets:
@@ -220,6 +258,29 @@ class BopDataset(BenchmarkDataset):
                 self._read_scene(scene, sorted(im for s, im in per_image if s == scene), per_image)
             )
         self._models: dict[int, ObjectModel] | None = None
+
+    def _init_detection(self) -> None:
+        """BOP24 6D detection: every GT instance of a listed image is a target. Methods are told no per-image
+        objects: each image's ``target_obj_id`` is every object with GT in the test images (count 1 each)."""
+        self.name = f"{self.name}_detection"  # its own leaderboard CSV and curves (object6d/<name>_detection.csv)
+        self.metric_keys = DETECTION_KEYS
+        listed = read_image_targets(self.targets_path)
+        per_image = {key: [] for key in listed}
+        self.scene_ids = sorted({s for s, _ in listed})
+        self.images = []
+        for scene in self.scene_ids:
+            self.images.extend(self._read_scene(scene, sorted(im for s, im in listed if s == scene), per_image))
+        # the toolkit lists estimates by scene (first appearance in the targets file), then image: ties in score
+        # keep that order
+        scene_rank = {s: i for i, s in enumerate(dict.fromkeys(s for s, _ in listed))}
+        pos = {key: i for i, key in enumerate(listed)}
+        order = {key: i for i, key in enumerate(sorted(listed, key=lambda k: (scene_rank[k[0]], pos[k])))}
+        self.target_obj_ids = sorted({int(o) for img in self.images for o in img.target["gt_obj_id"].tolist()})
+        for img in self.images:
+            img.target["target_order"] = torch.tensor(order[(img.scene_id, img.im_id)], dtype=torch.int64)
+            img.target["target_obj_id"] = torch.tensor(self.target_obj_ids, dtype=torch.int64)
+            img.target["target_inst_count"] = torch.ones(len(self.target_obj_ids), dtype=torch.int64)
+        self._models = None
 
     # -- reading
 
@@ -361,6 +422,11 @@ class BopDataset(BenchmarkDataset):
         return files
 
     def build_metric(self):
+        if self.task == "detection":
+            from metrics.bop.detection import BOPDetectionAP
+
+            return BOPDetectionAP(models=self.models, image_width=self.params.width,
+                                  max_estimates=DETECTION_MAX_ESTIMATES, extra_image_times=self._extra_times)
         from metrics.bop.ar import BOPAR
 
         return BOPAR(models=self.models, vsd_delta=self.params.vsd_delta, image_width=self.params.width)
@@ -368,6 +434,8 @@ class BopDataset(BenchmarkDataset):
     def read_predictions(self, path: Path) -> dict[int, Prediction]:
         """A BOP19 results CSV. Estimates for images that are not test targets are ignored (with a warning),
         as the toolkit's ``eval_calc_errors.py`` only visits the target images."""
+        if self.task == "detection":
+            return self._read_detection_predictions(path)
         preds = read_bop19_csv(path)
         keep = set(self.sample_ids)
         ignored = [s for s in preds if s not in keep]
@@ -382,17 +450,51 @@ class BopDataset(BenchmarkDataset):
         return drop_unknown_objects({s: p for s, p in preds.items() if s in keep}, self.params.obj_ids, self.name,
                                     path)
 
+    def _read_detection_predictions(self, path: Path) -> dict[int, Prediction]:
+        """As eval_bop24_pose.py loads them: per image the ``DETECTION_MAX_ESTIMATES`` best rows (stable by score,
+        estimates of unknown objects included), each row with its time (``row_time``). Non-target images are
+        ignored with a warning, but their times count in ``average_time_per_image`` as in the toolkit."""
+        from metrics.bop.detection import keep_top
+
+        rows = read_bop19_rows(path)
+        preds = to_predictions(rows)
+        order = np.argsort(rows.sample_id, kind="stable")  # to_predictions' grouping: by image, file order inside
+        bounds = np.append(np.unique(rows.sample_id[order], return_index=True)[1], len(order))
+        keep = set(self.sample_ids)
+        out: dict[int, Prediction] = {}
+        self._extra_times = []
+        for k, (s, p) in enumerate(sorted(preds.items())):
+            row_time = torch.from_numpy(rows.time[order[bounds[k]:bounds[k + 1]]])
+            top = keep_top(p.output["score"], DETECTION_MAX_ESTIMATES)
+            tm = row_time[top]
+            if s not in keep:
+                known = tm[tm >= 0]
+                self._extra_times.append(float(known[0]) if bool((tm >= 0).all()) else -1.0)
+                continue
+            o = {k: v[top] for k, v in p.output.items() if k != "time"}
+            out[s] = Prediction(s, {**o, "time": p.output["time"], "row_time": tm})
+        ignored = [s for s in preds if s not in keep]
+        if ignored:
+            warnings.warn(
+                f"{path}: {len(ignored)} images that are not {self.name} test targets are ignored (as the BOP "
+                f"toolkit does; their times still count in average_time_per_image), e.g. scene "
+                f"{ignored[0] // IM_ID_LIMIT} image {ignored[0] % IM_ID_LIMIT}",
+                stacklevel=2,
+            )
+        return drop_unknown_objects(out, self.params.obj_ids, self.name, path, drop=False)
+
     def empty_prediction(self, sample: Sample) -> Prediction:
         """An image the results file says nothing about: no estimates (its targets count as misses)."""
         return Prediction(sample.sample_id, empty_output())
 
 
 def drop_unknown_objects(preds: dict[int, Prediction], obj_ids: Iterable[int], dataset: str,
-                         path: Path) -> dict[int, Prediction]:
+                         path: Path, drop: bool = True) -> dict[int, Prediction]:
     """Drop estimates whose obj_id the dataset does not have, with a warning naming the ids.
 
     The toolkit ignores them silently (no GT ever matches them), but such a file is almost certainly
-    mislabelled (another dataset's ids, or ids off by one), so the user is told.
+    mislabelled (another dataset's ids, or ids off by one), so the user is told. ``drop=False`` only warns
+    (6D detection: they take places among an image's 100 best estimates, and its metric never scores them).
     """
     known = torch.tensor(sorted(set(obj_ids)), dtype=torch.int64)
     counts: dict[int, int] = {}
@@ -409,7 +511,7 @@ def drop_unknown_objects(preds: dict[int, Prediction], obj_ids: Iterable[int], d
         named = "; ".join(f"{n} estimate{'s' * (n > 1)} name{'s' * (n == 1)} obj_id {o}"
                           for o, n in sorted(counts.items()))
         warnings.warn(f"{path}: {named}, which {dataset} does not have: ignored", stacklevel=3)
-    return out
+    return out if drop else preds
 
 
 def _opt(cfg: Any, key: str, default: Any) -> Any:
@@ -428,11 +530,17 @@ def bop_core_summary(leaderboard_dir: Path, dataset: str) -> None:
 def build(cfg: Any) -> BopDataset:
     """Hydra node ``dataset`` (bench/conf/dataset/<name>.yaml) -> BopDataset.
 
-    Options (null = the official value): ``test_split``, ``vsd_delta``, ``width``, ``height``,
-    ``targets_file``; ``detections``: an upstream detections JSON, handed to two-stage methods (GDRNPP) per
-    image as ``Sample.inputs["detections"]``.
+    Options (null = the official value): ``task`` (localization | detection), ``test_split``, ``vsd_delta``,
+    ``width``, ``height``, ``targets_file`` (default: the task's file); ``detections``: an upstream detections
+    JSON, handed to two-stage methods (GDRNPP) per image as ``Sample.inputs["detections"]``.
     """
     name = str(cfg.name)
+    task = str(_opt(cfg, "task", "localization"))
+    if task in ("bbox", "segm"):
+        raise InputError(None, None, "dataset.task", f"{task!r} (BOP 2D detection / segmentation) is not "
+                         "implemented yet; use localization or detection")
+    if task not in TARGETS_FILES:
+        raise InputError(None, None, "dataset.task", f"expected localization or detection, got {task!r}")
     base = BOP_PARAMS[name]
     params = BopParams(
         test_split=str(_opt(cfg, "test_split", base.test_split)),
@@ -443,9 +551,9 @@ def build(cfg: Any) -> BopDataset:
         depth_exts=base.depth_exts,
         image_dirs=base.image_dirs,
     )
-    targets_file = str(_opt(cfg, "targets_file", TARGETS_FILE))
+    targets_file = str(_opt(cfg, "targets_file", TARGETS_FILES[task]))
     required = [targets_file, f"{MODELS_DIR}/models_info.json", params.test_split]
     root, bundled = resolve_data_root(
         name, _opt(cfg, "data_root", None), required, name if name == "ycbv" else None
     )
-    return BopDataset(name, root, bundled, params, targets_file, _opt(cfg, "detections", None))
+    return BopDataset(name, root, bundled, params, targets_file, _opt(cfg, "detections", None), task)
