@@ -1,7 +1,7 @@
 """Name -> builder registries for datasets and methods (the names users type on the command line).
 
 A module registers itself with a decorator; ``bench.conf/<group>/<name>.yaml`` holds its options. Both
-registries are filled by importing :mod:`bench.data` and :mod:`methods`.
+registries are filled by importing the readers of :mod:`bench.data` and :mod:`methods`.
 """
 from __future__ import annotations
 
@@ -42,10 +42,12 @@ def load_all() -> None:
     load_methods()
 
 
-def load_datasets() -> None:
-    """The dataset readers and the plugins: all a results file needs (no method module, no timm)."""
-    import bench.data  # noqa: F401
+def load_datasets(name: str | None = None) -> None:
+    """The dataset readers (only ``name``'s when given: bench/data/__init__.py) and the plugins: all a results
+    file needs (no method module, no timm)."""
+    import bench.data
 
+    bench.data.load(name)
     _load_plugins()
 
 

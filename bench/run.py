@@ -86,8 +86,8 @@ class Published:
 
 
 def build_dataset(cfg: DictConfig) -> BenchmarkDataset:
-    load_datasets()
     name = cfg.dataset.name
+    load_datasets(name)
     if name not in DATASETS:
         raise InputError(None, None, "dataset", f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
     ds_cfg = OmegaConf.merge(cfg.dataset, {"data_root": cfg.data_root or cfg.dataset.get("data_root")})

@@ -10,6 +10,12 @@ same 10 stats (to 1e-12), else the script fails. Wall time and process CPU time 
 machine the CPU time is the steadier comparison (all three tools run single-threaded). posearena is timed twice: through the dataset reader,
 ``read_predictions`` and ``KeypointAP.update`` per image as the harness does (``posearena``), and on flat
 arrays straight into the kernel (``posearena-flat``).
+
+``--whole-process`` times what a user waits for instead: each tool as its own fresh process, imports included
+(bench/benchmarks/whole_process.py: alternating runs, median of ``--runs`` (5), peak RSS per process). The CLI
+is ``python -m bench evaluate method=mine dataset=coco data_root=CASE predictions=RESULTS`` with its default
+1000-replicate bootstrap interval; faster-coco-eval and pycocotools load, evaluate, accumulate and summarize.
+The 10 stats of all three must agree (to 1e-12), else the script fails.
 """
 from __future__ import annotations
 
@@ -134,12 +140,62 @@ def run_faster_coco_eval(gt_path: Path, results: Path) -> np.ndarray:
     return np.asarray(ev.stats[:10], dtype=np.float64)
 
 
+_REFERENCE_PROCESS = """
+import contextlib, io, json, sys
+if sys.argv[1] == "faster-coco-eval":
+    from faster_coco_eval import COCO, COCOeval_faster as COCOeval
+else:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+with contextlib.redirect_stdout(io.StringIO()):
+    gt = COCO(sys.argv[2])
+    ev = COCOeval(gt, gt.loadRes(sys.argv[3]), "keypoints")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+print(json.dumps([float(x) for x in ev.stats[:10]]))
+"""
+
+
+def whole_process(root: Path, gt_path: Path, res_path: Path, runs: int) -> int:
+    """Each tool as a fresh process (see the module docstring); prints the table and returns 0."""
+    import os
+    import sys
+
+    from bench.benchmarks.whole_process import alternate, table
+
+    repo = Path(__file__).resolve().parents[2]
+    out = root / "cli"
+    tools = {
+        "posearena CLI": [sys.executable, "-m", "bench", "evaluate", "method=mine", "dataset=coco",
+                          f"data_root={root}", f"predictions={res_path}", f"out={out}",
+                          f"leaderboard_dir={root / 'lb'}", "progress=false"],
+        "faster-coco-eval": [sys.executable, "-c", _REFERENCE_PROCESS, "faster-coco-eval", str(gt_path), str(res_path)],
+        "pycocotools": [sys.executable, "-c", _REFERENCE_PROCESS, "pycocotools", str(gt_path), str(res_path)],
+    }
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    timings = alternate(tools, runs=runs, env=env)
+    ours = json.loads((out / "metrics.json").read_text())["metrics"]
+    stats = {"posearena CLI": np.array([ours[k] for k in STAT_KEYS])}
+    stats |= {name: np.array(json.loads(timings[name].stdout)) for name in ("faster-coco-eval", "pycocotools")}
+    for name, st in stats.items():
+        if not np.allclose(st, stats["pycocotools"], rtol=0, atol=1e-12):
+            raise SystemExit(f"stats differ: {name} {st.tolist()} vs pycocotools {stats['pycocotools'].tolist()}")
+    print("stats (identical across tools): " + " ".join(f"{k}={v:.6f}" for k, v in zip(STAT_KEYS, stats["pycocotools"])))
+    print(f"CLI interval: AP_ci_low={ours['AP_ci_low']:.6f} AP_ci_high={ours['AP_ci_high']:.6f} (1000 replicates)")
+    print(f"whole process, median of {runs} alternating runs:")
+    print(table(timings, "faster-coco-eval"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=1, help="time each tool this many times, report the best")
     ap.add_argument("--skip", nargs="*", default=[], help="tools to leave out")
+    ap.add_argument("--whole-process", action="store_true", help="time each tool as a fresh process (see above)")
+    ap.add_argument("--runs", type=int, default=5, help="--whole-process: alternating rounds (the median is shown)")
     args = ap.parse_args(argv)
 
     gt, dets = make_case(args.images, args.seed)
@@ -155,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{sum(a['num_keypoints'] == 0 for a in gt['annotations'])} without keypoints), {len(dets)} detections, "
               f"results file {res_path.stat().st_size / 1e6:.1f} MB")
         del gt, dets
+        if args.whole_process:
+            return whole_process(root, gt_path, res_path, args.runs)
         tools = {
             "posearena": lambda: run_posearena(root, res_path),
             "posearena-flat": lambda: run_posearena_flat(gt_path, res_path),

@@ -1,10 +1,32 @@
-"""Dataset readers, one module per dataset family; importing this package registers them.
+"""Dataset readers, one module per dataset family; importing a module registers its datasets.
 
-Every public module of the package is imported, so a new reader registers by existing (no list to edit).
+:func:`load` imports the reader of one dataset, the module that ``READERS`` names for it: scoring a results file
+needs that one only (importing every reader, scipy and the BOP kernels included, costs about a second). A name
+that ``READERS`` does not list makes it import every module of the package, so a new reader works before it is
+listed (tests/data/test_readers_index.py fails until it is, and checks that each listed module registers the
+name).
 """
+from __future__ import annotations
+
 import pkgutil
 from importlib import import_module
 
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if not _info.name.startswith("_"):
-        import_module(f"{__name__}.{_info.name}")
+_BOP = ("lmo", "tless", "tudl", "icbin", "itodd", "hb", "ycbv")
+READERS: dict[str, str] = {
+    "coco": "coco", "crowdpose": "crowdpose", "mpii": "mpii", "mp100": "mp100", "coco_wholebody": "coco_wholebody",
+    "h36m": "h36m", "mpi_inf_3dhp": "mpi_inf_3dhp", "3dpw": "threedpw", "emdb": "emdb",
+    "aflw2000": "headpose", "biwi": "headpose",
+    **{n: "landmarks" for n in ("300w", "wflw", "cofw", "aflw", "onehand10k", "rhd")},
+    "real275": "nocs", "camera25": "nocs",
+    **{n: "bop" for n in _BOP},
+}
+
+
+def load(name: str | None = None) -> None:
+    """Import the reader of dataset ``name`` (every reader when ``name`` is None or not listed)."""
+    if name in READERS:
+        import_module(f"{__name__}.{READERS[name]}")
+        return
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            import_module(f"{__name__}.{info.name}")
