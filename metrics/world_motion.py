@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from metrics.bootstrap import BootstrapStats
 from metrics.common import cat_state, is_empty_state, unique_sorted
 from metrics.mpjpe import joint_errors
 from metrics.protocol import PoseMetric
@@ -131,41 +132,64 @@ def camera_errors(pred_joints: Tensor, target_joints: Tensor, pred_verts: Tensor
 #: reported keys, each the pooled mean of its per-frame (per-contact for FS) values
 MOTION_METRICS: tuple[str, ...] = ("MPJPE", "PA-MPJPE", "PVE", "ACCEL", "W-MPJPE100", "WA-MPJPE100", "RTE",
                                    "JITTER", "FS")
+#: the keys of each frame, in WHAM's table order: camera (EMDB 1) and world (EMDB 2)
+FRAME_KEYS: dict[str, tuple[str, ...]] = {"camera": ("PA-MPJPE", "MPJPE", "PVE", "ACCEL"),
+                                          "world": ("WA-MPJPE100", "W-MPJPE100", "RTE", "JITTER", "FS")}
+#: the inputs each frame's keys read (the other keys of :func:`sequence_values` may be absent)
+FRAME_INPUTS: dict[str, tuple[str, ...]] = {"camera": ("joints_cam", "verts_cam"),
+                                            "world": ("joints_world", "transl_world", "feet_world")}
 _SCALE = {"MPJPE": 1000.0, "PA-MPJPE": 1000.0, "PVE": 1000.0, "W-MPJPE100": 1000.0, "WA-MPJPE100": 1000.0,
           "FS": 1000.0}
 
 
-def sequence_values(pred: dict[str, Tensor], target: dict[str, Tensor]) -> dict[str, Tensor]:
+def sequence_values(pred: dict[str, Tensor], target: dict[str, Tensor],
+                    frames: tuple[str, ...] = ("camera", "world")) -> dict[str, Tensor]:
     """Every per-frame value of one sequence in the reported units (mm, %, 10 m/s^3). Both dicts hold
-    ``joints_cam`` ``(T, 24, 3)``, ``verts_cam`` ``(T, 6890, 3)``, ``joints_world`` ``(T, 24, 3)``,
-    ``transl_world`` ``(T, 3)`` and ``feet_world`` ``(T, 4, 3)`` (the :data:`FOOT_VERTICES`), float64 metres."""
-    cam = camera_errors(pred["joints_cam"], target["joints_cam"], pred["verts_cam"], target["verts_cam"])
-    w, wa = world_mpjpe(pred["joints_world"], target["joints_world"])
-    raw = {"MPJPE": cam[:, 0], "PA-MPJPE": cam[:, 1], "PVE": cam[:, 2],
-           "ACCEL": accel_error(align_by_hips(pred["joints_cam"])[0], align_by_hips(target["joints_cam"])[0]),
-           "W-MPJPE100": w, "WA-MPJPE100": wa, "RTE": rte_percent(pred["transl_world"], target["transl_world"]),
-           "JITTER": jitter(pred["joints_world"]), "FS": foot_sliding(pred["feet_world"], target["feet_world"])}
-    return {k: v * _SCALE.get(k, 1.0) for k, v in raw.items()}
+    ``joints_cam`` ``(T, 24, 3)``, ``verts_cam`` ``(T, 6890, 3)`` (camera frame), ``joints_world`` ``(T, 24, 3)``,
+    ``transl_world`` ``(T, 3)`` and ``feet_world`` ``(T, 4, 3)`` (the :data:`FOOT_VERTICES`) (world frame),
+    float64 metres; only the inputs of the selected ``frames`` (:data:`FRAME_INPUTS`) are read."""
+    raw: dict[str, Tensor] = {}
+    if "camera" in frames:
+        cam = camera_errors(pred["joints_cam"], target["joints_cam"], pred["verts_cam"], target["verts_cam"])
+        raw.update({"MPJPE": cam[:, 0], "PA-MPJPE": cam[:, 1], "PVE": cam[:, 2],
+                    "ACCEL": accel_error(align_by_hips(pred["joints_cam"])[0], align_by_hips(target["joints_cam"])[0])})
+    if "world" in frames:
+        w, wa = world_mpjpe(pred["joints_world"], target["joints_world"])
+        raw.update({"W-MPJPE100": w, "WA-MPJPE100": wa, "RTE": rte_percent(pred["transl_world"], target["transl_world"]),
+                    "JITTER": jitter(pred["joints_world"]),
+                    "FS": foot_sliding(pred["feet_world"], target["feet_world"])})
+    return {k: raw[k] * _SCALE.get(k, 1.0) for k in MOTION_METRICS if k in raw}
 
 
 class WorldMotionError(PoseMetric):
     """EMDB camera-frame and world-frame motion errors (module docstring), pooled over all sequences.
 
+    ``frames``: which keys to score, ``("camera",)`` (EMDB 1: PA-MPJPE MPJPE PVE ACCEL), ``("world",)`` (EMDB 2:
+    WA-MPJPE100 W-MPJPE100 RTE JITTER FS) or both (default); the inputs of the other frame may then be absent.
     ``update(preds, targets)``: one dict per sequence (keys of :func:`sequence_values`; ``target["sample_id"]`` the
     sequence id). Each value is kept with the id ``sequence id * 2**32 + position``, so the evaluation can drop
     the sequences a DistributedSampler pads in and order the rest: the result does not depend on the number of
     processes or on the order of the sequences.
+
+    Bootstrap unit: the sequence (the frames of one sequence are one take of one person; the world keys are
+    aligned per sequence or chunk). A sequence drawn k times weighs its sum and count k times in each pooled mean.
     """
 
     full_state_update = False
     higher_is_better = False
     is_differentiable = False
-    bootstrap_unit = None  # a sequence interval needs per-sequence weights: not yet
+    bootstrap_unit = "sequence"
     headline = ("W-MPJPE100", "WA-MPJPE100", "RTE", "MPJPE", "PA-MPJPE", "PVE")
 
-    def __init__(self, **kwargs):
+    def __init__(self, frames: tuple[str, ...] | list[str] = ("camera", "world"), **kwargs):
         super().__init__(**kwargs)
-        for k in MOTION_METRICS:
+        unknown = [f for f in frames if f not in FRAME_KEYS]
+        if unknown or not frames:
+            raise ValueError(f"WorldMotionError: frames must be some of {tuple(FRAME_KEYS)}, got {tuple(frames)}")
+        self.frames = tuple(f for f in FRAME_KEYS if f in frames)
+        self.keys = tuple(k for f in self.frames for k in FRAME_KEYS[f])
+        self.headline = tuple(k for f in self.frames for k in FRAME_KEYS[f] if k not in ("ACCEL", "JITTER", "FS"))
+        for k in self.keys:
             self.add_state(f"{k}_ids", default=[], dist_reduce_fx="cat")
             self.add_state(f"{k}_values", default=[], dist_reduce_fx="cat")
 
@@ -174,21 +198,43 @@ class WorldMotionError(PoseMetric):
             p = {k: v.to(torch.float64) for k, v in pred.items() if k != "sample_id"}
             g = {k: v.to(torch.float64) for k, v in target.items() if k != "sample_id"}
             seq = int(target["sample_id"])
-            for k, v in sequence_values(p, g).items():
+            for k, v in sequence_values(p, g, self.frames).items():
                 getattr(self, f"{k}_values").append(v)
                 getattr(self, f"{k}_ids").append(seq * 2 ** 32 + torch.arange(len(v), device=v.device))
 
-    def _evaluate(self) -> dict[str, Tensor]:
-        """Per key the values of every sequence once, ordered by (sequence id, position)."""
-        if is_empty_state(self.MPJPE_ids):
+    def _evaluate(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """Per key the (ids, values) of every sequence once, ordered by (sequence id, position)."""
+        if is_empty_state(getattr(self, f"{self.keys[0]}_ids")):
             raise ValueError("WorldMotionError: no sequences were scored")
         out = {}
-        for k in MOTION_METRICS:
+        for k in self.keys:
             ids = getattr(self, f"{k}_ids")
-            out[k] = (cat_state(getattr(self, f"{k}_values"))[unique_sorted(cat_state(ids))]
-                      if not is_empty_state(ids) else torch.zeros(0, dtype=torch.float64))
+            if is_empty_state(ids):  # e.g. FS when no GT foot is ever in contact
+                out[k] = (torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.float64))
+                continue
+            all_ids = cat_state(ids)
+            keep = unique_sorted(all_ids)
+            out[k] = (all_ids[keep], cat_state(getattr(self, f"{k}_values"))[keep])
         return out
 
-    def values(self, result: dict[str, Tensor]) -> dict[str, Tensor]:
+    def values(self, result: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
         return {k: v.mean() if len(v) else torch.tensor(float("nan"), dtype=torch.float64)
-                for k, v in result.items()}
+                for k, (_, v) in result.items()}
+
+    def bootstrap(self, result: dict[str, tuple[Tensor, Tensor]]) -> BootstrapStats:
+        """Bootstrap over sequences (metrics/bootstrap.py): each key's pooled mean for weights ``(B, n_seq)``,
+        from per-sequence sums and counts of its values (a sequence with no value of a key adds nothing)."""
+        keys = self.keys
+        seqs = torch.unique(torch.cat([ids.cpu() >> 32 for ids, _ in result.values()]))
+        sums = torch.zeros(len(seqs), len(keys), dtype=torch.float64)
+        counts = torch.zeros(len(seqs), len(keys), dtype=torch.float64)
+        for j, k in enumerate(keys):
+            ids, v = result[k]
+            pos = torch.searchsorted(seqs, ids.cpu() >> 32)
+            sums[:, j].index_add_(0, pos, v.cpu())
+            counts[:, j].index_add_(0, pos, torch.ones_like(v.cpu()))
+
+        def statistic(w: Tensor) -> Tensor:
+            return (w @ sums) / (w @ counts)
+
+        return BootstrapStats(seqs, keys, statistic, self.bootstrap_unit, cost=len(seqs) * len(keys))
