@@ -4,8 +4,9 @@
 (torch._dynamo) and scipy.signal: about 2.5 s of a 5 s process on 2 cores, for a results file whose metric
 needs ``Metric`` and ``dim_zero_cat`` only. So the CLI (bench/__main__.py, nothing else) registers the package
 lazily: the module object is the real package's (same path and spec), its core submodules load as usual
-(``torchmetrics.metric``, ``torchmetrics.utilities``), ``torchmetrics.Metric`` is set, and the first access to
-any other attribute runs the real ``__init__`` in that same module object. After that the package is exactly
+(``torchmetrics.metric``, ``torchmetrics.utilities``; the plotting helpers as if matplotlib were absent, since
+the CLI never calls ``Metric.plot``), ``torchmetrics.Metric`` is set, and the first access to any other
+attribute runs the real ``__init__`` in that same module object. After that the package is exactly
 what a plain import gives, so ``torchmetrics.Accuracy``, ``from torchmetrics import MeanMetric`` or
 Lightning's own imports work unchanged (tests/test_engines.py checks both). Importing the suite as a library
 (a training loop, the tests) does not call this and changes nothing.
@@ -41,13 +42,34 @@ def install() -> None:
     mod.__getattr__ = __getattr__
     sys.modules[NAME] = mod
     try:
-        import torchmetrics.utilities  # noqa: F401  (imports torchmetrics.metric; this order avoids their cycle)
-
+        # torchmetrics.utilities.plot imports matplotlib.pyplot (0.6 s) for Metric.plot, which the CLI never
+        # calls: it loads as if matplotlib were absent (Metric.plot then says so), the flag is restored after
+        # (the flags module is loaded on its own first: importing it normally would run utilities/__init__)
+        flags = _load_alone(f"{NAME}.utilities.imports")
+        had_matplotlib = flags._MATPLOTLIB_AVAILABLE
+        flags._MATPLOTLIB_AVAILABLE = False
+        try:
+            import torchmetrics.utilities  # (imports torchmetrics.metric; this order avoids a cycle)
+        finally:
+            flags._MATPLOTLIB_AVAILABLE = had_matplotlib
+        torchmetrics.utilities.imports = flags
         mod.Metric = sys.modules[f"{NAME}.metric"].Metric
-    except (ImportError, AttributeError, KeyError):  # a torchmetrics whose layout differs: forget the partial import, import it plainly
+    except (ImportError, AttributeError, KeyError, StopIteration):  # a torchmetrics whose layout differs: forget the partial import, import it plainly
         for key in [k for k in sys.modules if k == NAME or k.startswith(f"{NAME}.")]:
             del sys.modules[key]
         importlib.import_module(NAME)
+
+
+def _load_alone(name: str) -> ModuleType:
+    """Import module ``name`` without running its parent packages' ``__init__`` (registered in sys.modules)."""
+    parent, _, leaf = name.rpartition(".")
+    spec = importlib.util.find_spec(parent)
+    path = next(p for p in spec.submodule_search_locations)
+    sub = importlib.util.spec_from_file_location(name, f"{path}/{leaf}.py")
+    module = importlib.util.module_from_spec(sub)
+    sys.modules[name] = module
+    sub.loader.exec_module(module)
+    return module
 
 
 def complete(mod: ModuleType) -> None:

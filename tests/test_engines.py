@@ -55,7 +55,7 @@ def test_scoring_a_results_file_imports_no_model_code(tmp_path, coco7):
             f"rc = main(['evaluate', 'method=mine', 'dataset=coco', 'data_root={root}', 'predictions={preds}', "
             f"'out={tmp_path / 'out'}', 'leaderboard_dir={tmp_path / 'lb'}'])\n"
             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'lightning_fabric', "
-            "'pytorch_lightning', 'timm', 'methods', 'torchvision'})\n"
+            "'pytorch_lightning', 'timm', 'methods', 'torchvision', 'matplotlib'})\n"
             "heavy += [m for m in ('torchmetrics.functional', 'torchmetrics.classification') if m in sys.modules]\n"
             "assert rc == 0 and not heavy, (rc, heavy)\n"
             # the rest of torchmetrics loads on first use, as after a plain import (bench/lazy_torchmetrics.py)
@@ -65,6 +65,8 @@ def test_scoring_a_results_file_imports_no_model_code(tmp_path, coco7):
             "assert torchmetrics.Metric is Metric and issubclass(MeanMetric, Metric) and torchmetrics.Accuracy\n"
             "assert 'torchmetrics.functional' in sys.modules and torchmetrics.__version__\n"
             "assert len(logging.getLogger('torchmetrics').handlers) == 1\n"
+            "import torchmetrics.utilities.imports as flags\n"
+            "assert torchmetrics.utilities.imports is flags and bool(flags._MATPLOTLIB_AVAILABLE)\n"
             "try:\n    torchmetrics.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise AssertionError\n")
     r = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True,
                        timeout=300, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
