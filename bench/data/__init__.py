@@ -14,7 +14,7 @@ from importlib import import_module
 _BOP = ("lmo", "tless", "tudl", "icbin", "itodd", "hb", "ycbv")
 READERS: dict[str, str] = {
     "coco": "coco", "crowdpose": "crowdpose", "mpii": "mpii", "mp100": "mp100", "coco_wholebody": "coco_wholebody",
-    "h36m": "h36m", "mpi_inf_3dhp": "mpi_inf_3dhp", "3dpw": "threedpw", "emdb": "emdb",
+    "h36m": "h36m", "mpi_inf_3dhp": "mpi_inf_3dhp", "3dpw": "threedpw", "emdb": "emdb", "co3d": "co3d",
     "aflw2000": "headpose", "biwi": "headpose",
     **{n: "landmarks" for n in ("300w", "wflw", "cofw", "aflw", "onehand10k", "rhd")},
     "real275": "nocs", "camera25": "nocs",

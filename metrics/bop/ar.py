@@ -268,6 +268,10 @@ class BOPAR(PoseMetric):
         """The matching of every error at every threshold: ``metrics`` (the values), ``scores`` (the same as
         floats), ``recalls`` (per error and threshold, the toolkit's scores files), ``counts``, and for the
         bootstrap each GT's image, validity and hits (``gt_sample``, ``gt_valid``, ``gt_hits``)."""
+        with one_cpu_thread(self.device):  # small tensors: 13x faster on one thread (60 images: 0.15 -> 0.01 s)
+            return self._match()
+
+    def _match(self) -> dict[str, Any]:
         pair, gt = self._tables()
         valid = gt["valid"].bool()
         # Groups = (image, object) among the GT rows; slots in the toolkit's GT iteration order.
