@@ -18,6 +18,7 @@ What it writes, in the official BOP layout (only what the BOP19 evaluation reads
   canvas for ``px_count_all``; distance images; bop19 visibility with delta 15 mm, float32 difference;
   bbox from ``calc_2d_bbox`` without clipping).
 - ``test_targets_bop19.json``: ``enumerate_test_targets.py`` (min visib_fract 0.1; objects in GT order).
+- ``test_targets_bop24.json``: one ``{"im_id", "scene_id"}`` per image (BOP 2024 6D detection targets).
 
 Everything comes from ``numpy.random.default_rng(SEED)``, so rerunning gives the same files.
 """
@@ -395,6 +396,10 @@ def main(out: Path) -> None:
             )
     (out / "test_targets_bop19.json").write_text(
         "[\n" + ",\n".join(f"  {json.dumps(t, sort_keys=True)}" for t in targets) + "\n]\n"
+    )
+    (out / "test_targets_bop24.json").write_text(  # BOP 2024 6D detection: every image once
+        "[\n" + ",\n".join(f"  {json.dumps({'im_id': i, 'scene_id': s}, sort_keys=True)}"
+                            for s, ims in SCENES.items() for i in ims) + "\n]\n"
     )
     print(f"wrote {out}: {len(targets)} targets")
 

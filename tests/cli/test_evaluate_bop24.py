@@ -46,18 +46,6 @@ def test_detection_csv_with_one_and_two_processes_equals_the_toolkit(tmp_path: P
     assert runs[1] == runs[2]
 
 
-def test_2d_detection_task_is_refused_in_one_line(tmp_path: Path):
-    """``bbox`` (and ``segm``: tests/data/test_bop24_detection.py) are not implemented yet: exit 2, one line."""
-    root = dataset_root("ycbv", tmp_path)
-    r = run_cli("evaluate", "method=mine", "dataset=ycbv", "dataset.task=bbox", f"data_root={root}",
-                f"predictions={GOLDEN / 'results' / RESULT_FILES['ycbv']}", f"out={tmp_path / 'out'}",
-                f"leaderboard_dir={tmp_path / 'lb'}")
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "dataset.task" in lines[0] and "not implemented yet" in lines[0], r.stderr
-    assert not (tmp_path / "out").exists() and not (tmp_path / "lb").exists()
-
-
 def test_bad_results_row_is_refused_in_one_line(tmp_path: Path):
     """The BOP19 CSV checks hold for detection: a scaled rotation on line 3 is named, nothing is written."""
     root = dataset_root("ycbv", tmp_path)
