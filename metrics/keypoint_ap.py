@@ -180,7 +180,7 @@ def oks_pairs(
     """
     dev = dt_kpts.device
     K = sigmas.numel()
-    var = (sigmas * 2) * (sigmas * 2)
+    var = ((sigmas * 2) * (sigmas * 2)).to(torch.float64)  # float32 sigmas: squared in float32, as numpy does
     vis = gt_kpts[..., 2] > 0
     has_vis = vis.any(-1)
     keep = vis | ~has_vis[:, None]  # no visible keypoint: all K count
@@ -240,6 +240,22 @@ class KeypointAPResult:
     gt_regular: Tensor | None = None
     # every scored image id, ascending (set by the metrics: the bootstrap's units, images without GT included)
     image_ids: Tensor | None = None
+
+
+def _sigma_tensor(sigmas: Tensor | Sequence[float] | None) -> Tensor:
+    """The OKS sigmas as the kernel uses them: float64, except a float32 tensor or array, which stays float32.
+
+    Why: mmpose parses every dataset's sigmas into a float32 array and xtcocotools then squares them in
+    float32 (``(sigmas * 2) ** 2``) before dividing float64 distances by them; keeping the float32 values
+    reproduces those variances bit for bit (metrics/xtcoco_ap.py).
+    """
+    if sigmas is None:
+        return COCO_SIGMAS
+    if isinstance(sigmas, np.ndarray) and sigmas.dtype == np.float32:
+        return torch.from_numpy(sigmas.copy())
+    if isinstance(sigmas, Tensor) and sigmas.dtype == torch.float32:
+        return sigmas
+    return torch.as_tensor(sigmas, dtype=torch.float64)
 
 
 def _mean_valid(s: Tensor) -> Tensor:
@@ -302,7 +318,7 @@ def _keypoint_ap_stats(dt_image, dt_keypoints, dt_scores, gt_image, gt_keypoints
                        dt_area) -> KeypointAPResult:
     dev = dt_keypoints.device
     f64 = torch.float64
-    sig = (COCO_SIGMAS if sigmas is None else torch.as_tensor(sigmas, dtype=f64)).to(dev, f64)
+    sig = _sigma_tensor(sigmas).to(dev)
     K = sig.numel()
     thr = (coco_oks_thresholds(dev) if oks_thresholds is None else torch.as_tensor(oks_thresholds, dtype=f64)).to(dev)
     rthr = (coco_recall_thresholds(dev) if rec_thresholds is None else torch.as_tensor(rec_thresholds, dtype=f64)).to(dev)

@@ -1,0 +1,191 @@
+"""COCO-format keypoint datasets of any skeleton, described by a config: keypoint names, sigmas, flip pairs, iou
+type and ``use_area``; scored like mmpose's ``CocoMetric`` (xtcocotools ``COCOeval(gt, dt, 'keypoints', sigmas,
+use_area)``, :mod:`metrics.xtcoco_ap`).
+
+Two ways to name a skeleton:
+
+- a dataset config of the suite that carries the description itself (``bench/conf/dataset/halpe.yaml``);
+- ``dataset=keypoints dataset.skeleton=NAME_OR_FILE``: a skeleton YAML (the same keys as halpe.yaml), given by
+  path or registered by a plugin (``register_skeleton("hand5", "hand5.yaml")`` in a module named in
+  ``$POSEARENA_PLUGINS``), so a user's own skeleton needs no change to the suite.
+
+Layout under ``data_root``: ``ann_file`` (COCO keypoint JSON, one category) and ``image_dir``. Results: COCO
+keypoint results JSON (bench/predictions/coco_json.py). The GT is read as xtcocotools reads it: the labelled
+keypoints are counted (the ``num_keypoints`` field may be absent) and ``area`` is needed only with
+``use_area: true``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from bench.data.base import resolve_data_root
+from bench.data.coco import (
+    CocoKeypointGT,
+    CocoKeypoints,
+    _annotation_columns,
+    _check_annotations,
+    _is_int,
+    _keypoint_array,
+    _load_json,
+    check_gt_header,
+)
+from bench.errors import InputError
+from bench.predictions.coco_json import gc_paused
+from bench.registry import register_dataset
+from metrics.xtcoco_ap import STAT_KEYS, XtcocoKeypointAP, float32_sigmas
+
+IOU_TYPES = ("keypoints",)  # CrowdPose's keypoints_crowd is dataset=crowdpose; whole-body is dataset=coco_wholebody
+SKELETONS: dict[str, Path] = {}  # name -> skeleton YAML (register_skeleton)
+
+
+@dataclass(frozen=True)
+class SkeletonSpec:
+    """What a keypoint dataset's config says about its skeleton and its evaluation."""
+
+    name: str
+    family: str
+    keypoints: tuple[str, ...]
+    sigmas: tuple[float, ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    iou_type: str
+    use_area: bool
+    ann_file: str
+    image_dir: str
+    sample: str | None = None  # folder under bench/data/samples, used when no data_root is found
+
+
+def register_skeleton(name: str, path: str | Path) -> None:
+    """Make ``dataset=keypoints dataset.skeleton=NAME`` read the skeleton YAML at ``path`` (for plugins)."""
+    if name in SKELETONS and SKELETONS[name] != Path(path):
+        raise ValueError(f"skeleton {name!r} is registered twice")
+    SKELETONS[name] = Path(path)
+
+
+def skeleton_spec(cfg: Mapping[str, Any], where: str | Path | None = None) -> SkeletonSpec:
+    """Check a skeleton description (a dataset config or a skeleton YAML); errors name the option."""
+    def need(key: str):
+        v = cfg.get(key)
+        if v is None:
+            raise InputError(where, None, f"dataset.{key}", "missing in the skeleton description")
+        return v
+
+    names = [str(n) for n in need("keypoints")]
+    sig = need("sigmas")
+    if len(sig) != len(names) or not all(isinstance(s, (int, float)) and s > 0 for s in sig):
+        raise InputError(where, None, "dataset.sigmas", f"expected {len(names)} positive numbers (one per keypoint), "
+                         f"found {len(sig)} values")
+    pairs = [tuple(p) for p in (cfg.get("flip_pairs") or [])]
+    if not all(len(p) == 2 and all(_is_int(i) and 0 <= i < len(names) for i in p) for p in pairs):
+        raise InputError(where, None, "dataset.flip_pairs", f"expected pairs of keypoint indices in 0..{len(names) - 1}")
+    iou = str(cfg.get("iou_type", "keypoints"))
+    if iou not in IOU_TYPES:
+        raise InputError(where, None, "dataset.iou_type", f"expected one of {', '.join(IOU_TYPES)}, found {iou!r}")
+    use_area = cfg.get("use_area", True)
+    if not isinstance(use_area, bool):
+        raise InputError(where, None, "dataset.use_area", f"expected true or false, found {use_area!r}")
+    return SkeletonSpec(str(need("name")), str(cfg.get("family", "keypoints2d")), tuple(names),
+                        tuple(float(s) for s in sig), tuple(pairs), iou, use_area, str(need("ann_file")),
+                        str(cfg.get("image_dir", "images")), cfg.get("sample"))
+
+
+def load_skeleton(name_or_file: str) -> SkeletonSpec:
+    """A registered skeleton's or a YAML file's description."""
+    path = SKELETONS.get(name_or_file, Path(name_or_file))
+    if not path.is_file():
+        known = ", ".join(sorted(SKELETONS)) or "none registered"
+        raise InputError(None, None, "dataset.skeleton", f"{name_or_file!r} is neither a registered skeleton "
+                         f"({known}) nor a YAML file")
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # noqa: BLE001 - any YAML problem is the user's file
+        raise InputError(path, None, None, f"not a valid YAML skeleton ({' '.join(str(e).split())})") from None
+    if not isinstance(cfg, dict):
+        raise InputError(path, None, None, "expected a mapping of skeleton keys")
+    return skeleton_spec(cfg, path)
+
+
+def read_skeleton_gt(path: Path, spec: SkeletonSpec) -> CocoKeypointGT:
+    """Read and check a COCO-format keypoint file of ``spec``'s skeleton as xtcocotools reads it."""
+    with gc_paused():
+        d = _load_json(path)
+        cat, names = check_gt_header(path, d)
+        K = len(spec.keypoints)
+        if isinstance(names, list) and names and len(names) != K:
+            raise InputError(path, "categories", "keypoints", f"{len(names)} keypoint names, the skeleton {spec.name!r} "
+                             f"has {K}")
+        images, seen = [], set()
+        for i, im in enumerate(d["images"]):
+            if not isinstance(im, dict) or not all(_is_int(im.get(f)) for f in ("id", "width", "height")):
+                raise InputError(path, f"images index {i}", None, "expected an object with integer id, width, height")
+            if im["id"] in seen:
+                raise InputError(path, f"images index {i}", "id", f"image id {im['id']} appears twice")
+            seen.add(im["id"])
+            images.append({"id": im["id"], "file_name": str(im.get("file_name", f"{im['id']}.jpg")),
+                           "width": im["width"], "height": im["height"]})
+        # num_keypoints is counted, not read; without use_area the area is 0.53 * w * h of the bbox (the metric's)
+        fill = {} if spec.use_area else {"area": 0.0}
+        anns = [{"num_keypoints": 0, **a, **fill} if isinstance(a, dict) else a for a in d["annotations"]]
+        cols = _annotation_columns(anns, seen, cat)
+        if cols is None:
+            _check_annotations(path, anns, seen, cat)
+            raise InputError(path, "annotations", None, "malformed annotations")  # pragma: no cover
+        ann_id, ann_image, area, bbox, crowd, _ = cols
+        kp = _keypoint_array([a.get("keypoints") for a in anns], K)
+        if kp is None:
+            for i, a in enumerate(anns):
+                k = a.get("keypoints")
+                if _keypoint_array([k], K) is None:
+                    found = f"{len(k)} values" if isinstance(k, list) else repr(k)
+                    raise InputError(path, f"annotations index {i}", "keypoints",
+                                     f"expected {3 * K} finite numbers ({K} keypoints x 3), found {found}")
+        nkp = (kp[..., 2] > 0).sum(-1).astype(np.int64)
+        return CocoKeypointGT(path, cat, K, list(spec.keypoints), images, ann_id, ann_image, kp, area, bbox, crowd, nkp)
+
+
+class SkeletonKeypoints(CocoKeypoints):
+    """A COCO-format keypoint dataset of the skeleton ``spec``; ``sample_id`` is the image id, in id order."""
+
+    metric_keys = STAT_KEYS
+
+    def __init__(self, root: Path, spec: SkeletonSpec, bundled: bool = False, person_boxes: str | Path | None = None):
+        self.spec = spec
+        self.family = spec.family
+        super().__init__(root, bundled, person_boxes, sigmas=list(spec.sigmas), name=spec.name,
+                         ann_file=spec.ann_file, image_dir=spec.image_dir)
+
+    def read_gt(self, path: Path) -> CocoKeypointGT:  # type: ignore[override]
+        return read_skeleton_gt(path, self.spec)
+
+    @property
+    def flip_pairs(self) -> tuple[tuple[int, int], ...]:
+        """Left/right keypoint pairs (for a method's flip test)."""
+        return self.spec.flip_pairs
+
+    def build_metric(self) -> XtcocoKeypointAP:
+        return XtcocoKeypointAP(sigmas=float32_sigmas(self.spec.sigmas), use_area=self.spec.use_area)
+
+
+@register_dataset("halpe", "keypoints")
+def build_skeleton_dataset(cfg) -> SkeletonKeypoints:
+    """Builder for ``dataset=halpe`` (the skeleton in its config) and ``dataset=keypoints dataset.skeleton=...``."""
+    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
+    if get("skeleton", None):
+        spec = load_skeleton(str(get("skeleton")))
+    else:
+        if get("name") == "keypoints":
+            raise InputError(None, None, "dataset.skeleton", "dataset=keypoints needs dataset.skeleton=NAME or a YAML "
+                             "file with keypoints, sigmas, flip_pairs, iou_type, use_area, ann_file, image_dir")
+        raw = OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else dict(cfg)
+        spec = skeleton_spec(raw)
+    root, bundled = resolve_data_root(spec.name, get("data_root", None), [spec.ann_file], spec.sample)
+    return SkeletonKeypoints(root, spec, bundled, person_boxes=get("person_boxes", None))
+
+
+__all__ = ["SKELETONS", "SkeletonKeypoints", "SkeletonSpec", "build_skeleton_dataset", "load_skeleton",
+           "read_skeleton_gt", "register_skeleton", "skeleton_spec"]
