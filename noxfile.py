@@ -47,6 +47,10 @@ def _env(session: nox.Session, name: str = "posearena") -> str:
 
 
 CHROMIUM = "/usr/bin/chromium"
+# tests that need the numpy<2 environment (mediapipe, xtcocotools); elsewhere they skip with a reason
+NUMPY1_TESTS = ("tests/methods/test_blazepose.py", "tests/methods/test_mediapipe_headpose.py",
+                "tests/data/test_xtcocotools_live.py")
+MEDIAPIPE_METHODS = ("blazepose", "mediapipe-headpose")
 
 
 def _chromium(session: nox.Session, required: bool) -> None:
@@ -71,16 +75,16 @@ def _chromium(session: nox.Session, required: bool) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (``nox -s tests -- -k coco`` passes options to pytest).
 
-    Without options it runs everything: the suite in the shared environment, then the BlazePose tests in the
-    mediapipe environment, where they must run (POSEARENA_BLAZEPOSE_ENV=1 turns a missing mediapipe into a
-    failure instead of a skip).
+    Without options it runs everything: the suite in the shared environment, then ``NUMPY1_TESTS`` in the
+    mediapipe/xtcocotools environment, where they must run (POSEARENA_BLAZEPOSE_ENV=1 turns a missing mediapipe
+    or xtcocotools into a failure instead of a skip).
     """
     py = _env(session)
     _chromium(session, required=not session.posargs)
     session.run(py, "-m", "pytest", *(session.posargs or ["-q"]), external=True)
     if not session.posargs:
         bp = _env(session, "blazepose")
-        session.run(bp, "-m", "pytest", "-q", "tests/methods/test_blazepose.py", external=True,
+        session.run(bp, "-m", "pytest", "-q", *NUMPY1_TESTS, external=True,
                     env={"POSEARENA_BLAZEPOSE_ENV": "1"})
 
 
@@ -89,7 +93,8 @@ def evaluate(session: nox.Session) -> None:
     """``nox -s evaluate -- method=NAME dataset=NAME ...``; no arguments: BlazePose on the bundled COCO images."""
     args = session.posargs
     methods = [a.split("=", 1)[1] for a in args if a.startswith("method=")]
-    needs_mediapipe = (not methods or methods[-1] == "blazepose") and not any(a.startswith("predictions=") for a in args)
+    needs_mediapipe = ((not methods or methods[-1] in MEDIAPIPE_METHODS)
+                       and not any(a.startswith("predictions=") for a in args))
     py = _env(session, "blazepose" if needs_mediapipe else "posearena")
     session.run(py, "-m", "bench", "evaluate", *args, external=True)
 

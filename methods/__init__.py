@@ -2,7 +2,7 @@
 from importlib import import_module
 
 _METHODS = ("human2d.blazepose", "human2d.vitpose", "human2d.simcc", "human3d.videopose3d", "human3d.gla_gcn",
-            "mesh.tokenhmr", "object6d.ppf", "object6d.gdrnpp", "cape.pose_anything")
+            "mesh.tokenhmr", "object6d.ppf", "object6d.gdrnpp", "cape.pose_anything", "headpose.mediapipe_pnp")
 
 for _name in _METHODS:
     try:

@@ -60,7 +60,9 @@ CONF = REPO / "bench" / "conf" / "dataset"
 CROWDPOSE_GOLDEN = json.loads((REPO / "tests" / "data" / "crowdpose_golden" / "golden.json").read_text())
 REL_TOL = 1e-12
 NO_BOOTSTRAP = {"3dpw": "MeshError's bootstrap_unit is None (no interval is reported for 3DPW)"}
-SHARED_BUILDER = {**{n: "ycbv" for n in ("lmo", "tless", "tudl", "icbin", "itodd", "hb")}, "camera25": "real275"}
+SHARED_BUILDER = {**{n: "ycbv" for n in ("lmo", "tless", "tudl", "icbin", "itodd", "hb", "lm", "tyol", "ruapc", "icmi",
+                                         "hbs", "hope", "hopev2", "handal", "ipd", "xyzibd", "itoddmv", "hot3d")},
+                  "camera25": "real275"}
 
 
 def _cfg(name: str, **over):
@@ -156,6 +158,18 @@ def _3dpw(tmp: Path):
     return ds, write_smpl_predictions(root, smpl, tmp / "neutral.npz")
 
 
+def _emdb(subset: str):
+    """The bundled synthetic EMDB sample with a golden case's predictions (tests/data/emdb_reader_golden)."""
+    def make(tmp: Path):
+        from tests.data.emdb_reader_golden.inputs import predictions
+        from tests.smpl_synthetic import write_smpl_dir
+
+        res = tmp / "pred.npz"
+        np.savez(res, **predictions("rotmat_good_frames"))
+        return DATASETS["emdb"](_cfg("emdb", subset=subset, smpl_dir=str(write_smpl_dir(tmp / "models")))), res
+    return make
+
+
 def _headpose(case_name: str):
     """A 6DRepNet golden case (tests/data/headpose_golden) in its official layout."""
     def make(tmp: Path):
@@ -201,7 +215,12 @@ CASES: dict[str, tuple[str, Callable[[Path], tuple]]] = {
     "mp100": ("mp100", _mp100),
     "ycbv": ("ycbv", _ycbv),
     "3dpw": ("3dpw", _3dpw),
+    "emdb-emdb1": ("emdb", _emdb("emdb1")),
+    "emdb-emdb2": ("emdb", _emdb("emdb2")),
     "real275": ("real275", _real275),
+    "co3d": ("co3d", lambda tmp: (DATASETS["co3d"](_cfg("co3d")),  # bundled sample, official golden predictions
+                                  REPO / "tests" / "data" / "co3d_golden" / "n10_noisy_predictions.json")),
+    **__import__("tests.data.keypoint_interval_cases", fromlist=["CASES"]).CASES,  # coco_wholebody halpe keypoints
     "aflw2000": ("aflw2000", _headpose("aflw2000_rotations")),
     "biwi": ("biwi", _headpose("biwi_rotations")),
     **{name: (name, _landmarks(name)) for name in ("300w", "wflw", "cofw", "aflw", "onehand10k", "rhd")},

@@ -11,9 +11,11 @@ from __future__ import annotations
 import pkgutil
 from importlib import import_module
 
-_BOP = ("lmo", "tless", "tudl", "icbin", "itodd", "hb", "ycbv")
+_BOP = ("lm", "lmo", "tless", "tudl", "tyol", "ruapc", "icmi", "icbin", "itodd", "itoddmv", "hb", "hbs", "ycbv",
+        "hope", "hopev2", "handal", "ipd", "xyzibd", "hot3d")
 READERS: dict[str, str] = {
     "coco": "coco", "crowdpose": "crowdpose", "mpii": "mpii", "mp100": "mp100", "coco_wholebody": "coco_wholebody",
+    "halpe": "skeleton_keypoints", "keypoints": "skeleton_keypoints",
     "h36m": "h36m", "mpi_inf_3dhp": "mpi_inf_3dhp", "3dpw": "threedpw", "emdb": "emdb", "co3d": "co3d",
     "aflw2000": "headpose", "biwi": "headpose",
     **{n: "landmarks" for n in ("300w", "wflw", "cofw", "aflw", "onehand10k", "rhd")},
