@@ -4,7 +4,8 @@ use_area)``, :mod:`metrics.xtcoco_ap`).
 
 Two ways to name a skeleton:
 
-- a dataset config of the suite that carries the description itself (``bench/conf/dataset/halpe.yaml``);
+- a dataset config of the suite that carries the description itself (``bench/conf/dataset/halpe.yaml``,
+  ``ochuman.yaml``, ``aic.yaml``, ``humanart.yaml``: mmpose's ``configs/_base_/datasets`` and metric calls);
 - ``dataset=keypoints dataset.skeleton=NAME_OR_FILE``: a skeleton YAML (the same keys as halpe.yaml), given by
   path or registered by a plugin (``register_skeleton("hand5", "hand5.yaml")`` in a module named in
   ``$POSEARENA_PLUGINS``), so a user's own skeleton needs no change to the suite.
@@ -114,11 +115,10 @@ def read_skeleton_gt(path: Path, spec: SkeletonSpec) -> CocoKeypointGT:
     """Read and check a COCO-format keypoint file of ``spec``'s skeleton as xtcocotools reads it."""
     with gc_paused():
         d = _load_json(path)
-        cat, names = check_gt_header(path, d)
+        # the category's keypoint names are not read (xtcocotools does not; Human-Art lists 21 for its 17-point
+        # ``keypoints``): the annotations' keypoint arrays are checked against the skeleton below
+        cat, _ = check_gt_header(path, d)
         K = len(spec.keypoints)
-        if isinstance(names, list) and names and len(names) != K:
-            raise InputError(path, "categories", "keypoints", f"{len(names)} keypoint names, the skeleton {spec.name!r} "
-                             f"has {K}")
         images, seen = [], set()
         for i, im in enumerate(d["images"]):
             if not isinstance(im, dict) or not all(_is_int(im.get(f)) for f in ("id", "width", "height")):
@@ -171,9 +171,9 @@ class SkeletonKeypoints(CocoKeypoints):
         return XtcocoKeypointAP(sigmas=float32_sigmas(self.spec.sigmas), use_area=self.spec.use_area)
 
 
-@register_dataset("halpe", "keypoints")
+@register_dataset("halpe", "ochuman", "aic", "humanart", "keypoints")
 def build_skeleton_dataset(cfg) -> SkeletonKeypoints:
-    """Builder for ``dataset=halpe`` (the skeleton in its config) and ``dataset=keypoints dataset.skeleton=...``."""
+    """Builder for ``dataset=halpe|ochuman|aic|humanart`` (the skeleton in its config) and ``dataset=keypoints dataset.skeleton=...``."""
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
     if get("skeleton", None):
         spec = load_skeleton(str(get("skeleton")))

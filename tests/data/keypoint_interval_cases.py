@@ -1,6 +1,6 @@
-"""tests/test_intervals.py's cases for coco_wholebody, halpe and keypoints (a plugin skeleton): a dataset built by its
-own builder and config, and a results file that is neither perfect nor useless (golden inputs, whose numbers
-xtcocotools produced: tests/data/wholebody_golden, tests/data/skeleton_golden)."""
+"""tests/test_intervals.py's cases for coco_wholebody, halpe, ochuman, aic, humanart and keypoints (a plugin
+skeleton): a dataset built by its own builder and config, and a results file that is neither perfect nor useless
+(golden inputs, whose numbers xtcocotools produced: tests/data/wholebody_golden, tests/data/skeleton_golden)."""
 from __future__ import annotations
 
 import importlib
@@ -48,5 +48,18 @@ def keypoints(tmp: Path):
     return DATASETS["keypoints"](cfg), res
 
 
+def _sample_case(name: str, case: str):
+    """The bundled sample of ``name`` (mmpose's real test annotations) with golden case ``case``'s results."""
+    def make(tmp: Path):
+        res = tmp / f"{name}.json"
+        res.write_text(json.dumps(_dets(_SK, case)))
+        return DATASETS[name](OmegaConf.load(CONF / f"{name}.yaml")), res
+    make.__name__ = name
+    return make
+
+
 CASES = {name: (name, fn) for name, fn in (("coco_wholebody", coco_wholebody), ("halpe", halpe),
-                                           ("keypoints", keypoints))}
+                                           ("keypoints", keypoints),
+                                           ("ochuman", _sample_case("ochuman", "ochuman_sample_seed0")),
+                                           ("aic", _sample_case("aic", "aic_sample_seed2")),
+                                           ("humanart", _sample_case("humanart", "humanart_sample_seed2")))}

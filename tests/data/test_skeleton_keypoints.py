@@ -1,13 +1,15 @@
-"""Keypoint AP of any skeleton from a dataset config: ``dataset=halpe`` (136 keypoints, mmpose's real test
-annotations) and a user-defined 5-keypoint skeleton registered by a plugin (``dataset=keypoints
-dataset.skeleton=hand5``, ``use_area: false``), against xtcocotools as mmpose's ``CocoMetric`` calls it.
+"""Keypoint AP of any skeleton from a dataset config: ``dataset=halpe`` (136 keypoints), ``ochuman``, ``aic`` (14
+keypoints, ``use_area: false``) and ``humanart`` on mmpose's real test annotations, and a user-defined 5-keypoint
+skeleton registered by a plugin (``dataset=keypoints dataset.skeleton=hand5``, ``use_area: false``), against
+xtcocotools as mmpose's ``CocoMetric`` calls it.
 
 Golden numbers: tests/data/skeleton_golden/golden.json, made by ``gen_golden.py`` there with xtcocotools 1.14.3
 (PROVENANCE.md). Cases: ``halpe_sample_seed0..2`` (``np.random.default_rng(seed)``): the bundled Halpe GT with
 noisy copies of the people, false positives, records with every confidence 0, duplicates, score ties, a
 ``bbox`` in every record of seed 2; ``hand5_seed0..7`` (``default_rng(200 + seed)``): synthetic GT without
 ``area`` (0.53 * w * h), crowd hands, hands with no labelled keypoint, annotation ids 0 and negative (even
-seeds), more than 20 detections in an image (seeds 3, 7).
+seeds), more than 20 detections in an image (seeds 3, 7); ``{ochuman,aic,humanart}_sample_seed0..2``
+(``default_rng(300|400|500 + seed)``): the bundled samples as the Halpe cases, ``bbox`` in every record of seed 1.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 from omegaconf import OmegaConf
 
 from bench.data import skeleton_keypoints as sk
+from bench.data.base import SAMPLES_DIR
 from bench.errors import InputError
 from bench.registry import DATASETS
 from metrics.xtcoco_ap import STAT_KEYS
@@ -44,7 +47,7 @@ def case_root(tmp: Path, case: dict, spec: sk.SkeletonSpec) -> tuple[Path, Path]
     root = tmp / case["name"]
     (root / spec.ann_file).parent.mkdir(parents=True)
     if case["gt"] == "sample":
-        shutil.copy(HALPE_GT, root / spec.ann_file)
+        shutil.copy(SAMPLES_DIR / spec.sample / spec.ann_file, root / spec.ann_file)
     else:
         (root / spec.ann_file).write_text(json.dumps(case["gt"]))
     res = tmp / f"{case['name']}.json"
@@ -79,6 +82,30 @@ def test_halpe_config_is_mmposes_skeleton(monkeypatch):
     assert spec.keypoints[:3] == ("nose", "left_eye", "right_eye") and (20, 21) in spec.flip_pairs
     assert ds.build_metric().sigmas.dtype == torch.float32  # mmpose's parse_pose_metainfo
     assert np.array_equal(ds.build_metric().sigmas.numpy(), np.array(spec.sigmas, dtype=np.float32))
+
+
+# name: (keypoints, use_area, first names, a flip pair, images, annotations) of mmpose @ 759b39c13's
+# configs/_base_/datasets/<name>.py, the metric calls of its configs and tests/data/<name>/test_<name>.json
+MMPOSE = {
+    "ochuman": (17, True, ("nose", "left_eye"), (15, 16), 3, 5),
+    "aic": (14, False, ("right_shoulder", "right_elbow"), (8, 11), 3, 9),
+    "humanart": (17, True, ("nose", "left_eye"), (1, 2), 3, 4),
+}
+
+
+@pytest.mark.parametrize("name", list(MMPOSE))
+def test_mmpose_skeleton_configs(name, monkeypatch):
+    monkeypatch.delenv("POSEARENA_DATA", raising=False)
+    K, use_area, first, pair, n_images, n_anns = MMPOSE[name]
+    assert DATASETS[name] is sk.build_skeleton_dataset
+    ds = DATASETS[name](OmegaConf.load(CONF / f"{name}.yaml"))
+    spec = ds.spec
+    assert ds.bundled and ds.name == name and ds.family == "human2d" and len(ds) == n_images
+    assert len(ds.gt.ann_id) == n_anns and ds.gt.num_keypoints == K
+    assert len(spec.keypoints) == len(spec.sigmas) == K and spec.use_area is use_area and spec.iou_type == "keypoints"
+    assert spec.keypoints[:2] == first and pair in spec.flip_pairs
+    assert np.array_equal(ds.build_metric().sigmas.numpy(), np.array(spec.sigmas, dtype=np.float32))
+    assert ds.build_metric().use_area is use_area
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -135,3 +162,17 @@ def test_plugin_skeleton_through_the_cli(tmp_path):
     for k, v in zip(GOLDEN["stat_keys"], case["stats"]):
         assert m["metrics"][k] == pytest.approx(v, abs=1e-9, rel=0), k
     assert (tmp_path / "lb" / "hand2d" / "hand5.csv").read_text().splitlines()[1].startswith("mine,,")
+
+
+def test_aic_sample_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.delenv("POSEARENA_DATA", raising=False)
+    case = CASES["aic_sample_seed2"]
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(case["dets"]))
+    r = run_cli("evaluate", "method=mine", "dataset=aic", f"predictions={res}", f"out={tmp_path / 'out'}",
+                f"leaderboard_dir={tmp_path / 'lb'}", "bootstrap.samples=0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["dataset"] == "aic" and m["num_samples"] == 3
+    for k, v in zip(GOLDEN["stat_keys"], case["stats"]):
+        assert m["metrics"][k] == pytest.approx(v, abs=1e-9, rel=0), k

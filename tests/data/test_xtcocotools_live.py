@@ -1,5 +1,5 @@
 """Live comparison with xtcocotools 1.14.3 itself (not recorded numbers): COCO-WholeBody's six evaluations, the
-any-skeleton keypoint AP (Halpe, a plugin skeleton with ``use_area: false``) and CrowdPose's ``keypoints_crowd``,
+any-skeleton keypoint AP (Halpe, OCHuman, AIC, Human-Art, a plugin skeleton with ``use_area: false``) and CrowdPose's ``keypoints_crowd``,
 on fresh inputs drawn by the golden generators with seeds the recorded goldens do not use, plus the recorded
 CrowdPose inputs.
 
@@ -105,6 +105,30 @@ def test_skeletons_equal_live_xtcocotools(seed, tmp_path):
     res = tmp_path / "res.json"
     res.write_text(json.dumps(dets))
     want = skeleton_gen.mmpose_eval(root / spec.ann_file, res, list(spec.sigmas), spec.use_area)
+    ds = sk.SkeletonKeypoints(root, spec)
+    got = _score(ds, ds.read_predictions(res))
+    for k, v in zip(skeleton_gen.STAT_KEYS, want):
+        assert got[k] == pytest.approx(v, abs=1e-9, rel=0), k
+
+
+@pytest.mark.parametrize(("name", "seed"), [("ochuman", 34), ("aic", 35), ("aic", 36), ("humanart", 37)])
+def test_mmpose_samples_equal_live_xtcocotools(name, seed, tmp_path):
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from bench.data import skeleton_keypoints as sk
+
+    rng = np.random.default_rng(seed)
+    spec = sk.skeleton_spec(OmegaConf.to_container(OmegaConf.load(REPO / f"bench/conf/dataset/{name}.yaml")))
+    gt_file = skeleton_gen.SAMPLES[name][0]
+    dets = skeleton_gen.make_dets(rng, json.loads(gt_file.read_text()), len(spec.keypoints),
+                                  0.03 if name == "aic" else 0.1, 4, seed % 2 == 0)
+    root = tmp_path / name
+    (root / spec.ann_file).parent.mkdir(parents=True)
+    shutil.copy(gt_file, root / spec.ann_file)
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(dets))
+    want = skeleton_gen.mmpose_eval(gt_file, res, list(spec.sigmas), spec.use_area)
     ds = sk.SkeletonKeypoints(root, spec)
     got = _score(ds, ds.read_predictions(res))
     for k, v in zip(skeleton_gen.STAT_KEYS, want):

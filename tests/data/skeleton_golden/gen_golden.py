@@ -1,5 +1,5 @@
-"""Make the any-skeleton keypoint AP golden cases (Halpe, and the user-defined 5-keypoint ``hand5``) and score them
-with xtcocotools exactly as mmpose's ``CocoMetric`` does.
+"""Make the any-skeleton keypoint AP golden cases (Halpe, OCHuman, AIC, Human-Art on mmpose's test annotations, and
+the user-defined 5-keypoint ``hand5``) and score them with xtcocotools exactly as mmpose's ``CocoMetric`` does.
 
 Run in a throwaway venv with the reference (xtcocotools needs numpy<2), not in the project's environment::
 
@@ -11,10 +11,10 @@ Run in a throwaway venv with the reference (xtcocotools needs numpy<2), not in t
 ``mmpose_eval`` repeats open-mmlab/mmpose @ 759b39c13 ``mmpose/evaluation/metrics/coco_metric.py``
 ``CocoMetric._do_python_keypoint_eval``: ``coco = COCO(gt_file)``, ``coco_det = coco.loadRes(res_file)``,
 ``COCOeval(coco, coco_det, 'keypoints', sigmas, use_area)``, ``params.useSegm = None``, ``evaluate();
-accumulate(); summarize()``; ``stats`` kept. Sigmas: the skeleton's (Halpe: mmpose
-``configs/_base_/datasets/halpe.py``, copied into bench/conf/dataset/halpe.yaml) as ``np.array(...,
-dtype=np.float32)`` (mmpose's ``parse_pose_metainfo``); ``use_area`` from the skeleton YAML (Halpe: True,
-mmpose's default; hand5: False, so the 0.53 * w * h rule is covered). The inputs are drawn with
+accumulate(); summarize()``; ``stats`` kept. Sigmas: the skeleton's (mmpose ``configs/_base_/datasets/<name>.py``,
+copied into bench/conf/dataset/<name>.yaml) as ``np.array(..., dtype=np.float32)`` (mmpose's
+``parse_pose_metainfo``); ``use_area`` from the skeleton YAML (Halpe, OCHuman, Human-Art: True, mmpose's default;
+AIC: False, as mmpose's ``configs/body_2d_keypoint/topdown_heatmap/aic/*.py`` pass it; hand5: False). The inputs are drawn with
 ``np.random.default_rng`` (seeds in the case names). The reference is imported inside functions so that pytest's
 doctest collection can import this file anywhere.
 """
@@ -30,7 +30,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 HALPE_GT = REPO / "bench/data/samples/halpe/annotations/halpe_val_v1.json"
-SKELETONS = {"halpe": REPO / "bench/conf/dataset/halpe.yaml", "hand5": REPO / "tests/data/skeleton_plugin/hand5.yaml"}
+# the bundled samples (mmpose's tests/data/<name>/test_<name>.json) and the seeds of their cases
+SAMPLES = {"halpe": (HALPE_GT, 0),
+           "ochuman": (REPO / "bench/data/samples/ochuman/annotations/ochuman_coco_format_val_range_0.00_1.00.json", 300),
+           "aic": (REPO / "bench/data/samples/aic/annotations/aic_val.json", 400),
+           "humanart": (REPO / "bench/data/samples/humanart/HumanArt/annotations/validation_humanart.json", 500)}
+SKELETONS = {**{n: REPO / f"bench/conf/dataset/{n}.yaml" for n in SAMPLES},
+             "hand5": REPO / "tests/data/skeleton_plugin/hand5.yaml"}
 STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
@@ -142,6 +148,15 @@ def make_cases() -> list[dict]:
         n_fp = 24 if seed % 4 == 3 else int(rng.integers(0, 5))  # more than maxDets=20 in one image
         cases.append({"name": f"hand5_seed{seed}", "skeleton": "hand5", "gt": gt,
                       "dets": make_dets(rng, gt, 5, float(rng.choice([0.01, 0.03, 0.1])), n_fp, seed % 4 == 1)})
+    for name in ("ochuman", "aic", "humanart"):
+        path, base = SAMPLES[name]
+        gt, K = json.loads(path.read_text()), len(skeleton(name)["keypoints"])
+        scale = 0.3 if name == "aic" else 1.0  # AIC's sigmas are a third of COCO's
+        for seed, (noise, n_fp, bb) in enumerate(((0.05, 2, False), (0.15, 4, True), (0.4, 6, False))):
+            noise *= scale
+            rng = np.random.default_rng(base + seed)
+            cases.append({"name": f"{name}_sample_seed{seed}", "skeleton": name, "gt": "sample",
+                          "dets": make_dets(rng, gt, K, noise, n_fp, bb)})
     return cases
 
 
@@ -157,7 +172,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
             sk = skeleton(case["skeleton"])
-            gt_file = HALPE_GT
+            gt_file = SAMPLES[case["skeleton"]][0] if case["gt"] == "sample" else None
             if case["gt"] != "sample":
                 gt_file = Path(tmp) / "gt.json"
                 gt_file.write_text(json.dumps(case["gt"]))
