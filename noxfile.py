@@ -49,8 +49,8 @@ def _env(session: nox.Session, name: str = "posearena") -> str:
 CHROMIUM = "/usr/bin/chromium"
 # tests that need the numpy<2 environment (mediapipe, xtcocotools); elsewhere they skip with a reason
 NUMPY1_TESTS = ("tests/methods/test_blazepose.py", "tests/methods/test_mediapipe_headpose.py",
-                "tests/data/test_xtcocotools_live.py")
-MEDIAPIPE_METHODS = ("blazepose", "mediapipe-headpose")
+                "tests/methods/test_mediapipe_wholebody.py", "tests/data/test_xtcocotools_live.py")
+MEDIAPIPE_METHODS = ("blazepose", "mediapipe-headpose", "mediapipe-wholebody")
 
 
 def _chromium(session: nox.Session, required: bool) -> None:
