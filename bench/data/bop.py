@@ -915,7 +915,7 @@ def build(cfg: Any) -> BopDataset:
         test_split=str(_opt(cfg, "test_split", base.test_split)),
         width=int(_opt(cfg, "width", base.width)),
         height=int(_opt(cfg, "height", base.height)),
-        vsd_delta=None if _opt(cfg, "vsd_delta", base.vsd_delta) is None else float(_opt(cfg, "vsd_delta", 0)),
+        vsd_delta=None if _opt(cfg, "vsd_delta", base.vsd_delta) is None else float(_opt(cfg, "vsd_delta", base.vsd_delta)),
         obj_ids=base.obj_ids,
         depth_exts=base.depth_exts,
         image_dirs=base.image_dirs,
