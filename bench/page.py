@@ -83,12 +83,19 @@ def _short(code: str) -> str:
     return version + sep + digest[:8] if sep else code[:12]
 
 
-def _layout(columns: list[str]) -> tuple[list[str], list[str], bool]:
-    """Columns with a cell of their own, per-group columns (``MPJPE/Walking``) for one breakdown cell, and
-    whether there is provenance to fold: long hashes and 60 per-action columns would push the metrics away."""
+MAX_SHOWN = 8  # metric columns with a cell of their own; the rest of a wide table (NOCS: 19) go in one cell
+
+
+def _layout(columns: list[str]) -> tuple[list[str], list[str], list[str], bool]:
+    """Columns with a cell of their own, further metrics for one "more" cell, per-group columns
+    (``MPJPE/Walking``) for one breakdown cell, and whether there is provenance to fold: long hashes, 19
+    metrics or 60 per-action columns would push the first metrics away."""
     plain = [c for c in columns if not c.endswith(CI_SUFFIXES) and c not in FOLDED and "/" not in c]
+    keys = [c for c in plain if c in KEY_COLUMNS]
+    metrics = [c for c in plain if c not in KEY_COLUMNS]
     per_group = [c for c in columns if "/" in c and not c.endswith(CI_SUFFIXES)]
-    return plain, per_group, any(c in FOLDED for c in columns)
+    shown, more = metrics[:MAX_SHOWN], metrics[MAX_SHOWN:]
+    return keys + shown, more, per_group, any(c in FOLDED for c in columns)
 
 
 def _cell(column: str, row: dict[str, str]) -> str:
@@ -108,15 +115,28 @@ def _cell(column: str, row: dict[str, str]) -> str:
 
 
 def _breakdown_cell(columns: list[str], row: dict[str, str]) -> str:
-    """Per-group values as a small group x metric table behind a closed <details> (it opens over the page)."""
+    """Per-group values as a small group x metric table (or metric x group, whichever is narrower) behind a
+    closed <details> (it opens over the page)."""
     metrics = list(dict.fromkeys(c.split("/", 1)[0] for c in columns))
     groups = list(dict.fromkeys(c.split("/", 1)[1] for c in columns))
-    head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
-    body = "".join(f"<tr><th>{html.escape(g)}</th>"
-                   + "".join(f"<td>{html.escape(_fmt(row.get(f'{m}/{g}') or ''))}</td>" for m in metrics) + "</tr>"
-                   for g in groups)
+    cols, rows = (metrics, groups) if len(metrics) <= len(groups) else (groups, metrics)  # the narrow way round
+
+    def value(a: str, b: str) -> str:
+        m, g = (a, b) if cols is metrics else (b, a)
+        return html.escape(_fmt(row.get(f"{m}/{g}") or ""))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(f"<tr><th>{html.escape(r)}</th>" + "".join(f"<td>{value(c, r)}</td>" for c in cols) + "</tr>"
+                   for r in rows)
     return (f'<td class="more"><details><summary>{len(groups)} groups</summary><div class="pop"><table>'
             f"<thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table></div></details></td>")
+
+
+def _more_cell(columns: list[str], row: dict[str, str]) -> str:
+    """Metrics past ``MAX_SHOWN`` as a small key/value list behind a closed <details>."""
+    body = "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(_fmt(row.get(c) or ''))}</dd>" for c in columns)
+    return (f'<td class="more"><details><summary>{len(columns)} more</summary><dl class="pop">{body}</dl>'
+            "</details></td>")
 
 
 def _provenance_cell(row: dict[str, str]) -> str:
@@ -131,24 +151,25 @@ def _provenance_cell(row: dict[str, str]) -> str:
 
 
 def render_table(columns: list[str], rows: list[dict[str, str]]) -> str:
-    """One sortable table that fits a 1400 px window: CI columns folded into their metric's cell, per-group
-    columns and the provenance hashes into one details cell each."""
-    plain, per_group, prov = _layout(columns)
-    heads = plain + ["breakdown"] * bool(per_group) + ["provenance"] * prov
+    """One sortable table that fits a 1400 px window: CI columns folded into their metric's cell; metrics past
+    ``MAX_SHOWN``, per-group columns and the provenance hashes into one details cell each."""
+    plain, more, per_group, prov = _layout(columns)
+    heads = plain + ["more"] * bool(more) + ["breakdown"] * bool(per_group) + ["provenance"] * prov
     head = "".join(f'<th data-col="{i}"{cls}>{html.escape(c)}</th>' for i, c in enumerate(heads)
                    for cls in [' class="key"' if c in KEY_COLUMNS else ""])
     body = []
     for r in rows:
-        cells = [_cell(c, r) for c in plain]
+        cells = [_cell(c, r) for c in plain] + [_more_cell(more, r)] * bool(more)
         cells += [_breakdown_cell(per_group, r)] * bool(per_group) + [_provenance_cell(r)] * prov
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="lb"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def is_fraction(plot: dict[str, Any]) -> bool:
-    """Shares (recall, precision, PCK, AP, AUC) go on a 0..1 axis, so that a flat 0.6875 reads as flat; errors
+    """Shares (recall, precision, PCK, AP, AUC, "share of ...") go on a 0..1 axis, so that a flat 0.6875 reads as flat; errors
     in mm or px keep matplotlib's data-driven range."""
-    return plot["ylabel"].strip().lower() in FRACTIONS
+    label = plot["ylabel"].strip().lower()
+    return label in FRACTIONS or label.startswith(("share of", "fraction of"))
 
 
 def render_plot(plot: dict[str, Any], rows: list[tuple[str, dict[str, Any]]], path: Path) -> tuple[float, float]:
