@@ -815,11 +815,13 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
         ptr = np.zeros(nb, np.int64)
         rc = np.empty(nb)
         pr = np.empty(nb)
+        cur = np.empty(nb)  # the largest precision of the points in the recall bin the replicate is in
         best = np.empty((nb, R))
         for t in range(T):
             tp[:] = 0
             fp[:] = 0
             ptr[:] = 0
+            cur[:] = -1.0
             best[:, :] = -1.0  # no TP point reaches this recall bin (yet)
             for d in range(D):
                 cd = code[t, d]
@@ -835,13 +837,21 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
                     tps = float(tp[k])
                     rc[k] = tps / npig[k]
                     pr[k] = tps / (float(fp[k]) + tps + eps)
-                for k in range(nb):
+                for k in range(nb):  # the bin's running maximum; written to ``best`` when recall leaves the bin
                     p = ptr[k]
-                    while p < R and not rc[k] < rthr[p]:
+                    if p < R and not rc[k] < rthr[p]:  # rare: recall reaches the next threshold(s)
+                        if p > 0:
+                            best[k, p - 1] = max(best[k, p - 1], cur[k])
                         p += 1
-                    ptr[k] = p
-                    if p > 0:
-                        best[k, p - 1] = max(best[k, p - 1], pr[k])
+                        while p < R and not rc[k] < rthr[p]:
+                            p += 1
+                        ptr[k] = p
+                        cur[k] = pr[k]
+                    else:
+                        cur[k] = max(cur[k], pr[k])
+            for k in range(nb):
+                if ptr[k] > 0:
+                    best[k, ptr[k] - 1] = max(best[k, ptr[k] - 1], cur[k])
             for k in range(nb):  # q[r] = max over bins >= r; add in recall order
                 for r in range(R - 2, -1, -1):
                     best[k, r] = max(best[k, r], best[k, r + 1])
