@@ -42,7 +42,7 @@ from bench.errors import InputError
 from bench.registry import register_method
 from bench.types import Prediction, Sample
 from methods.base import PoseMethod
-from methods.human2d.blazepose import MEDIAPIPE_NOISE, stderr_without
+from methods.human2d.blazepose import MEDIAPIPE_NOISE, find_mediapipe_models, stderr_without
 from methods.human2d.topdown import load_image
 
 CANONICAL_FACE = Path(__file__).parent / "data" / "canonical_face_model.obj"
@@ -101,18 +101,8 @@ def rotation_from_opencv(R_cv: np.ndarray) -> np.ndarray:
 
 
 def mediapipe_model_dir() -> Path:
-    """The installed mediapipe package folder, checked to hold the face detector and the landmark model."""
-    try:
-        import mediapipe
-    except ImportError as e:
-        raise InputError(None, None, "method", "mediapipe-headpose needs mediapipe==0.10.21 with numpy<2 and "
-                         "protobuf<5: install the 'blazepose' extra (or run it in the blazepose nox env)") from e
-    root = Path(mediapipe.__file__).parent
-    for rel in MODEL_FILES:
-        if not (root / rel).is_file():
-            raise InputError(root / rel, None, "method", "this mediapipe wheel does not ship the Face Mesh "
-                             "model files; use mediapipe 0.10.14-0.10.21")
-    return root
+    """The mediapipe folder, checked to hold the face detector and the landmark model."""
+    return find_mediapipe_models("mediapipe-headpose", MODEL_FILES, "Face Mesh model files", "0.10.14-0.10.21")
 
 
 class MediaPipeHeadPose(PoseMethod):

@@ -153,23 +153,28 @@ def stderr_without(noise: re.Pattern[str]) -> Iterator[None]:
                 os.write(2, b"".join(kept))
 
 
-def mediapipe_model_dir() -> Path:
-    """The installed mediapipe package folder, checked to hold the full landmark model and the detector.
+def find_mediapipe_models(method: str, files: tuple[str, ...], what: str, versions: str) -> Path:
+    """The installed mediapipe package folder, checked to hold ``files`` (the model files ``method`` runs).
 
     Raises InputError (one line at the CLI) when mediapipe is missing or its wheel lacks the model files,
-    instead of letting the legacy API try a download.
+    instead of letting the legacy API try a download. Shared by every mediapipe method.
     """
     try:
         import mediapipe
     except ImportError as e:
-        raise InputError(None, None, "method", "blazepose needs mediapipe==0.10.21 with numpy<2 and protobuf<5: "
-                         "install the 'blazepose' extra (or run `nox -s blazepose`)") from e
+        raise InputError(None, None, "method", f"{method} needs mediapipe==0.10.21 with numpy<2 and protobuf<5: "
+                         "install the 'blazepose' extra (or run it in the blazepose nox env)") from e
     root = Path(mediapipe.__file__).parent
-    for rel in MODEL_FILES:
+    for rel in files:
         if not (root / rel).is_file():
-            raise InputError(root / rel, None, "method", "this mediapipe wheel does not ship the BlazePose model "
-                             "files; use mediapipe 0.10.14-0.10.21")
+            raise InputError(root / rel, None, "method", f"this mediapipe wheel does not ship the {what}; "
+                             f"use mediapipe {versions}")
     return root
+
+
+def mediapipe_model_dir() -> Path:
+    """The mediapipe folder, checked to hold the full landmark model and the detector."""
+    return find_mediapipe_models("blazepose", MODEL_FILES, "BlazePose model files", "0.10.14-0.10.21")
 
 
 class BlazePose(PoseMethod):

@@ -49,6 +49,7 @@ from methods.human2d.blazepose import (
     BlazePoseConfig,
     Crop,
     cut_window,
+    find_mediapipe_models,
     square_crop,
     stderr_without,
 )
@@ -170,18 +171,8 @@ def pick_hand(found: list[np.ndarray], wrist: np.ndarray, other_wrist: np.ndarra
 
 
 def mediapipe_model_dir() -> Path:
-    """The installed mediapipe package folder, checked to hold every model file this method runs."""
-    try:
-        import mediapipe
-    except ImportError as e:
-        raise InputError(None, None, "method", "mediapipe-wholebody needs mediapipe==0.10.21 with numpy<2 and "
-                         "protobuf<5: install the 'blazepose' extra (or run it in the blazepose nox env)") from e
-    root = Path(mediapipe.__file__).parent
-    for rel in MODEL_FILES:
-        if not (root / rel).is_file():
-            raise InputError(root / rel, None, "method", "this mediapipe wheel does not ship the pose, hand and "
-                             "face model files; use mediapipe 0.10.21")
-    return root
+    """The mediapipe folder, checked to hold every model file this method runs."""
+    return find_mediapipe_models("mediapipe-wholebody", MODEL_FILES, "pose, hand and face model files", "0.10.21")
 
 
 class MediaPipeWholeBody(BlazePose):
