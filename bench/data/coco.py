@@ -117,10 +117,10 @@ def check_gt_header(path: Path, d) -> tuple[int, list | None]:
     return cats[0]["id"], cats[0].get("keypoints")
 
 
-def _read_gt(path: Path) -> CocoKeypointGT:
-    d = _load_json(path)
-    cat, names = check_gt_header(path, d)
-    images = []
+def read_image_table(path: Path, d: dict, name_format: str = "{:012d}.jpg") -> tuple[list[dict], set[int]]:
+    """The ``images`` of a COCO-format file, checked (integer id, width, height; ids unique): the image records
+    and the set of ids. ``name_format`` gives the file name of an image without one."""
+    images: list[dict] = []
     seen: set[int] = set()
     for i, im in enumerate(d["images"]):
         where = f"images index {i}"
@@ -132,8 +132,30 @@ def _read_gt(path: Path) -> CocoKeypointGT:
         if im["id"] in seen:
             raise InputError(path, where, "id", f"image id {im['id']} appears twice")
         seen.add(im["id"])
-        images.append({"id": im["id"], "file_name": str(im.get("file_name", f"{im['id']:012d}.jpg")),
+        images.append({"id": im["id"], "file_name": str(im.get("file_name", name_format.format(im["id"]))),
                        "width": im["width"], "height": im["height"]})
+    return images, seen
+
+
+def keypoint_column(path: Path, anns: list, field: str, K: int) -> np.ndarray:
+    """``(N, K, 3)`` float64 from each annotation's ``field``, or one line naming the first bad annotation."""
+    kp = _keypoint_array([a.get(field) for a in anns], K)
+    if kp is not None:
+        return kp
+    for i, a in enumerate(anns):
+        k = a.get(field)
+        if _keypoint_array([k], K) is None:
+            found = f"{len(k)} values" if isinstance(k, list) else repr(k)
+            if isinstance(k, list) and len(k) == 3 * K:
+                found = repr(next((x for x in k if not _is_num(x)), None))
+            raise InputError(path, f"annotations index {i}", field, f"expected {3 * K} finite numbers, found {found}")
+    raise InputError(path, "annotations", field, "malformed keypoints")  # pragma: no cover
+
+
+def _read_gt(path: Path) -> CocoKeypointGT:
+    d = _load_json(path)
+    cat, names = check_gt_header(path, d)
+    images, seen = read_image_table(path, d)
     anns = d["annotations"]
     K = None
     if isinstance(names, list) and names:
@@ -147,16 +169,7 @@ def _read_gt(path: Path) -> CocoKeypointGT:
         _check_annotations(path, anns, seen, cat)
         raise InputError(path, "annotations", None, "malformed annotations")  # pragma: no cover
     ann_id, ann_image, area, bbox, crowd, nkp = cols
-    kp = _keypoint_array([a.get("keypoints") for a in anns], K)
-    if kp is None:  # find and name the first bad one
-        for i, a in enumerate(anns):
-            k = a.get("keypoints")
-            if _keypoint_array([k], K) is None:
-                found = f"{len(k)} values" if isinstance(k, list) else repr(k)
-                if isinstance(k, list) and len(k) == 3 * K:
-                    bad = next((x for x in k if not _is_num(x)), None)
-                    found = f"{bad!r}"
-                raise InputError(path, f"annotations index {i}", "keypoints", f"expected {3 * K} finite numbers, found {found}")
+    kp = keypoint_column(path, anns, "keypoints", K)
     return CocoKeypointGT(path, cat, K, list(names) if isinstance(names, list) else [], images,
                           ann_id, ann_image, kp, area, bbox, crowd, nkp)
 

@@ -22,10 +22,10 @@ from bench.data.base import SAMPLES_DIR, BenchmarkDataset, resolve_data_root
 from bench.data.coco import (
     _annotation_columns,
     _check_annotations,
-    _is_int,
-    _keypoint_array,
     _load_json,
     check_gt_header,
+    keypoint_column,
+    read_image_table,
     read_person_boxes,
 )
 from bench.errors import InputError
@@ -70,19 +70,7 @@ def read_wholebody_gt(path: str | Path) -> WholeBodyGT:
 def _read_gt(path: Path) -> WholeBodyGT:
     d = _load_json(path)
     cat, _ = check_gt_header(path, d)
-    images, seen = [], set()
-    for i, im in enumerate(d["images"]):
-        where = f"images index {i}"
-        if not isinstance(im, dict):
-            raise InputError(path, where, None, "expected an object")
-        for f in ("id", "width", "height"):
-            if not _is_int(im.get(f)):
-                raise InputError(path, where, f, f"expected an integer, found {im.get(f)!r}")
-        if im["id"] in seen:
-            raise InputError(path, where, "id", f"image id {im['id']} appears twice")
-        seen.add(im["id"])
-        images.append({"id": im["id"], "file_name": str(im.get("file_name", f"{im['id']:012d}.jpg")),
-                       "width": im["width"], "height": im["height"]})
+    images, seen = read_image_table(path, d)
     # the COCO column checks; num_keypoints is not read by xtcocotools (it counts), so it may be absent
     anns = [dict(a, num_keypoints=a.get("num_keypoints", 0)) if isinstance(a, dict) else a for a in d["annotations"]]
     cols = _annotation_columns(anns, seen, cat)
@@ -92,15 +80,7 @@ def _read_gt(path: Path) -> WholeBodyGT:
     ann_id, ann_image, area, bbox, crowd, _ = cols
     parts = []
     for field, K in PART_FIELDS:
-        kp = _keypoint_array([a.get(field) for a in anns], K)
-        if kp is None:  # name the first bad one
-            for i, a in enumerate(anns):
-                k = a.get(field)
-                if _keypoint_array([k], K) is None:
-                    found = f"{len(k)} values" if isinstance(k, list) else repr(k)
-                    raise InputError(path, f"annotations index {i}", field,
-                                     f"expected {3 * K} finite numbers ({K} keypoints x 3), found {found}")
-        parts.append(kp)
+        parts.append(keypoint_column(path, anns, field, K))
     return WholeBodyGT(path, cat, images, ann_id, ann_image, np.concatenate(parts, axis=1), area, bbox, crowd)
 
 

@@ -24,12 +24,12 @@ from bench.data.coco import (
     CocoKeypoints,
     _annotation_columns,
     _check_annotations,
-    _is_int,
     _is_num,
-    _keypoint_array,
     _load_json,
     build_keypoint_dataset,
     check_gt_header,
+    keypoint_column,
+    read_image_table,
 )
 from bench.errors import InputError
 from bench.predictions.coco_json import gc_paused
@@ -65,22 +65,12 @@ def read_crowdpose_gt(path: str | Path) -> CrowdPoseGT:
 def _read_gt(path: Path) -> CrowdPoseGT:
     d = _load_json(path)
     cat, names = check_gt_header(path, d)
-    images, crowd, seen = [], [], set()
+    images, seen = read_image_table(path, d, "{}.jpg")
+    crowd = []
     for i, im in enumerate(d["images"]):
-        where = f"images index {i}"
-        if not isinstance(im, dict):
-            raise InputError(path, where, None, "expected an object")
-        for f in ("id", "width", "height"):
-            if not _is_int(im.get(f)):
-                raise InputError(path, where, f, f"expected an integer, found {im.get(f)!r}")
         ci = im.get("crowdIndex")
         if not _is_num(ci) or not math.isfinite(ci):
-            raise InputError(path, where, "crowdIndex", f"expected a finite number, found {ci!r}")
-        if im["id"] in seen:
-            raise InputError(path, where, "id", f"image id {im['id']} appears twice")
-        seen.add(im["id"])
-        images.append({"id": im["id"], "file_name": str(im.get("file_name", f"{im['id']}.jpg")),
-                       "width": im["width"], "height": im["height"]})
+            raise InputError(path, f"images index {i}", "crowdIndex", f"expected a finite number, found {ci!r}")
         crowd.append(float(ci))
     K = len(names) if isinstance(names, list) and names else 14
     # the COCO column checks, with the (unused) area field filled in: CrowdPose annotations have none
@@ -90,13 +80,7 @@ def _read_gt(path: Path) -> CrowdPoseGT:
         _check_annotations(path, anns, seen, cat)
         raise InputError(path, "annotations", None, "malformed annotations")  # pragma: no cover
     ann_id, ann_image, _, bbox, iscrowd, nkp = cols
-    kp = _keypoint_array([a.get("keypoints") for a in anns], K)
-    if kp is None:
-        for i, a in enumerate(anns):
-            k = a.get("keypoints")
-            if _keypoint_array([k], K) is None:
-                found = f"{len(k)} values" if isinstance(k, list) else repr(k)
-                raise InputError(path, f"annotations index {i}", "keypoints", f"expected {3 * K} finite numbers, found {found}")
+    kp = keypoint_column(path, anns, "keypoints", K)
     area = bbox[:, 3] * bbox[:, 2] * AREA_SCALE
     return CrowdPoseGT(path, cat, K, list(names) if isinstance(names, list) else [], images, ann_id, ann_image, kp,
                        area, bbox, iscrowd, nkp, np.asarray(crowd, np.float64))

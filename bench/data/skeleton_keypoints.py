@@ -32,9 +32,10 @@ from bench.data.coco import (
     _annotation_columns,
     _check_annotations,
     _is_int,
-    _keypoint_array,
     _load_json,
     check_gt_header,
+    keypoint_column,
+    read_image_table,
 )
 from bench.errors import InputError
 from bench.predictions.coco_json import gc_paused
@@ -119,15 +120,7 @@ def read_skeleton_gt(path: Path, spec: SkeletonSpec) -> CocoKeypointGT:
         # ``keypoints``): the annotations' keypoint arrays are checked against the skeleton below
         cat, _ = check_gt_header(path, d)
         K = len(spec.keypoints)
-        images, seen = [], set()
-        for i, im in enumerate(d["images"]):
-            if not isinstance(im, dict) or not all(_is_int(im.get(f)) for f in ("id", "width", "height")):
-                raise InputError(path, f"images index {i}", None, "expected an object with integer id, width, height")
-            if im["id"] in seen:
-                raise InputError(path, f"images index {i}", "id", f"image id {im['id']} appears twice")
-            seen.add(im["id"])
-            images.append({"id": im["id"], "file_name": str(im.get("file_name", f"{im['id']}.jpg")),
-                           "width": im["width"], "height": im["height"]})
+        images, seen = read_image_table(path, d, "{}.jpg")
         # num_keypoints is counted, not read; without use_area the area is 0.53 * w * h of the bbox (the metric's)
         fill = {} if spec.use_area else {"area": 0.0}
         anns = [{"num_keypoints": 0, **a, **fill} if isinstance(a, dict) else a for a in d["annotations"]]
@@ -136,14 +129,7 @@ def read_skeleton_gt(path: Path, spec: SkeletonSpec) -> CocoKeypointGT:
             _check_annotations(path, anns, seen, cat)
             raise InputError(path, "annotations", None, "malformed annotations")  # pragma: no cover
         ann_id, ann_image, area, bbox, crowd, _ = cols
-        kp = _keypoint_array([a.get("keypoints") for a in anns], K)
-        if kp is None:
-            for i, a in enumerate(anns):
-                k = a.get("keypoints")
-                if _keypoint_array([k], K) is None:
-                    found = f"{len(k)} values" if isinstance(k, list) else repr(k)
-                    raise InputError(path, f"annotations index {i}", "keypoints",
-                                     f"expected {3 * K} finite numbers ({K} keypoints x 3), found {found}")
+        kp = keypoint_column(path, anns, "keypoints", K)
         nkp = (kp[..., 2] > 0).sum(-1).astype(np.int64)
         return CocoKeypointGT(path, cat, K, list(spec.keypoints), images, ann_id, ann_image, kp, area, bbox, crowd, nkp)
 
