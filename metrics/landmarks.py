@@ -156,6 +156,21 @@ class FaceResult(NamedTuple):
     distances: Tensor  # (N, K) float32, normalised, -1 where not scored
 
 
+def _stack_batch(preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], dev: torch.device):
+    """A batch as tensors: sample ids, float32 predicted and GT keypoints (as mmpose's inputs), the visibility
+    mask and the float32 normalisers."""
+    if len(preds) != len(targets):
+        raise ValueError(f"{len(preds)} predictions for {len(targets)} targets")
+    pred = torch.stack([p["keypoints"] for p in preds]).to(dev, torch.float32)
+    gt = torch.stack([t["keypoints"] for t in targets]).to(dev, torch.float32)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction keypoints {tuple(pred.shape)}, ground truth {tuple(gt.shape)}")
+    mask = torch.stack([t["visible"] for t in targets]).to(dev, torch.bool)
+    norm = torch.stack([torch.as_tensor(t["norm"]).reshape(()) for t in targets]).to(dev, torch.float32)
+    ids = torch.stack([torch.as_tensor(t["sample_id"]).reshape(()) for t in targets]).to(dev, torch.long)
+    return ids, pred, gt, mask, norm
+
+
 class FaceNME(PoseMetric):
     """Face landmark NME (mmpose ``NME``), plus PIPNet's failure rate and AUC at 0.1 (see the module docstring).
 
@@ -183,18 +198,10 @@ class FaceNME(PoseMetric):
         return ("NME", f"FR@{t}", f"AUC@{t}")
 
     def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
-        if len(preds) != len(targets):
-            raise ValueError(f"{len(preds)} predictions for {len(targets)} targets")
-        if not targets:
+        if not targets and not preds:
             return
-        dev = self.device
-        pred = torch.stack([p["keypoints"] for p in preds]).to(dev, torch.float32)
-        gt = torch.stack([t["keypoints"] for t in targets]).to(dev, torch.float32)
-        if pred.shape != gt.shape:
-            raise ValueError(f"prediction keypoints {tuple(pred.shape)}, ground truth {tuple(gt.shape)}")
-        mask = torch.stack([t["visible"] for t in targets]).to(dev, torch.bool)
-        norm = torch.stack([torch.as_tensor(t["norm"]).reshape(()) for t in targets]).to(dev, torch.float32)
-        self.sample_id.append(torch.stack([torch.as_tensor(t["sample_id"]).reshape(()) for t in targets]).to(dev, torch.long))
+        ids, pred, gt, mask, norm = _stack_batch(preds, targets, self.device)
+        self.sample_id.append(ids)
         self.distances.append(landmark_distances(pred, gt, mask, norm))
 
     def _evaluate(self) -> FaceResult:
@@ -265,19 +272,11 @@ class HandPCK(PoseMetric):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
-        if len(preds) != len(targets):
-            raise ValueError(f"{len(preds)} predictions for {len(targets)} targets")
-        if not targets:
+        if not targets and not preds:
             return
-        dev = self.device
-        pred = torch.stack([p["keypoints"] for p in preds]).to(dev, torch.float32)
-        gt = torch.stack([t["keypoints"] for t in targets]).to(dev, torch.float32)
-        if pred.shape != gt.shape:
-            raise ValueError(f"prediction keypoints {tuple(pred.shape)}, ground truth {tuple(gt.shape)}")
-        mask = torch.stack([t["visible"] for t in targets]).to(dev, torch.bool)
-        norm = torch.stack([torch.as_tensor(t["norm"]).reshape(()) for t in targets]).to(dev, torch.float32)
-        n = len(targets)
-        self.sample_id.append(torch.stack([torch.as_tensor(t["sample_id"]).reshape(()) for t in targets]).to(dev, torch.long))
+        ids, pred, gt, mask, norm = _stack_batch(preds, targets, self.device)
+        dev, n = self.device, len(targets)
+        self.sample_id.append(ids)
         self.pck.append(landmark_distances(pred, gt, mask, norm))
         # mmpose divides by an integer array here, so numpy promotes the float32 difference to float64
         self.auc.append(landmark_distances(pred, gt, mask, torch.full((n,), self.auc_norm, dtype=torch.float64, device=dev)))
