@@ -231,8 +231,8 @@ def main(argv=None) -> None:
             for o in torch.unique(obj).tolist():
                 sel = torch.nonzero(obj == o).squeeze(1)
                 m = models[o]
-                sR, st = (x.to(dev) for x in metric._syms[o])
-                pts, sub = m.vertices.to(dev), metric._subsets[o].to(dev)
+                sR, st = (x.to(dev) for x in metric._pose_errors.syms[o])
+                pts, sub = m.vertices.to(dev), metric._pose_errors.subsets[o].to(dev)
                 sp = pose_error.symmetric_points(pts.double(), sR, st)  # per object, once (as BOPAR caches it)
                 objects.append((sel, m, sR, st, pts, sub, sp))
 

@@ -35,8 +35,8 @@ from torchmetrics.utilities import dim_zero_cat
 from metrics.bootstrap import BootstrapStats
 from metrics.bop import pose_error
 from metrics.bop.model import ObjectModel
+from metrics.bop.object_errors import SymmetricErrors
 from metrics.bop.recall import dense_groups, greedy_match, recall_at, valid_gt_mask, vocap_auc
-from metrics.bop.symmetries import symmetry_transformations
 from metrics.common import one_cpu_thread
 from metrics.protocol import PoseMetric, plot_dict
 from metrics.render.raster import MeshBank
@@ -109,11 +109,7 @@ class BOPAR(PoseMetric):
         self.image_width = image_width  # None: each image's own width (== the dataset's im_size in BOP)
         self.extras = extras
         self._mesh_index = {oid: i for i, oid in enumerate(self.models)}
-        self._syms = {oid: symmetry_transformations(m.symmetries_discrete, m.symmetries_continuous,
-                                                    max_sym_disc_step) for oid, m in self.models.items()}
-        self._subsets = {oid: pose_error.farthest_point_subset(m.vertices.to(torch.float64))
-                         for oid, m in self.models.items()}
-        self._sym_pts: dict[tuple[int, str], Tensor] = {}  # (obj, device) -> (S, N, 3), built on first use
+        self._pose_errors = SymmetricErrors(self.models, max_sym_disc_step)
         self._banks: dict[str, MeshBank] = {}
         for f in _PAIR_FIELDS:
             self.add_state(f"pair_{f}", default=[], dist_reduce_fx="cat")
@@ -197,31 +193,9 @@ class BOPAR(PoseMetric):
     def _errors(self, obj, R_e, t_e, R_g, t_g, K, diam, image, depths, hw) -> dict[str, Tensor]:
         """Per-pair errors: vsd (P,T), mssd (mm), mspd (px), add, adi (mm)."""
         dev = R_e.device
-        P = obj.shape[0]
-        out = {k: torch.zeros(P, dtype=torch.float64, device=dev) for k in ("mssd", "mspd", "add", "adi")}
-        for o in torch.unique(obj).tolist():
-            sel = torch.nonzero(obj == o).squeeze(1)
-            m = self.models[o]
-            pts = m.vertices.to(dev, torch.float64)
-            sR, st = (x.to(dev) for x in self._syms[o])
-            sub = self._subsets[o].to(dev)
-            key = (o, str(dev))
-            if key not in self._sym_pts:
-                self._sym_pts[key] = pose_error.symmetric_points(pts, sR, st)
-            sp = self._sym_pts[key]
-            a = (R_e[sel], t_e[sel], R_g[sel], t_g[sel])
-            ok = pose_error.spheres_overlap(t_e[sel], t_g[sel], m.diameter)
-            inf = torch.full((sel.numel(),), float("inf"), dtype=torch.float64, device=dev)
-            oi = torch.nonzero(ok).squeeze(1)
-            ms = inf.clone()
-            ms[oi] = pose_error.mssd(*(x[oi] for x in a), pts, sR, st, sub=sub, sym_pts=sp)
-            out["mssd"][sel] = ms
-            out["mspd"][sel] = pose_error.mspd(*a, K[sel], pts, sR, st, sub=sub, sym_pts=sp)
-            if self.extras:
-                ad, ai = inf.clone(), inf.clone()
-                ad[oi] = pose_error.add(*(x[oi] for x in a), pts)
-                ai[oi] = pose_error.adi(*(x[oi] for x in a), pts)
-                out["add"][sel], out["adi"][sel] = ad, ai
+        errors = self._pose_errors(obj, R_e, t_e, R_g, t_g, K, add=self.extras)
+        out = {k: errors.get(k, torch.zeros(obj.shape[0], dtype=torch.float64, device=dev))
+               for k in ("mssd", "mspd", "add", "adi")}
         sizes = torch.tensor([h * w for h, w in hw], dtype=torch.int64, device=dev)
         offs = torch.cumsum(sizes, 0) - sizes
         mesh = torch.tensor([self._mesh_index[o] for o in obj.tolist()], dtype=torch.int64, device=dev)

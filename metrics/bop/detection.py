@@ -52,11 +52,10 @@ import torch
 from torch import Tensor
 
 from metrics.bootstrap import BootstrapStats
-from metrics.bop import pose_error
 from metrics.bop.ar import BOP19_CORRECT_TH, BOP19_MSPD_TH, _cat_state, _first_of_unique, _str_rank
 from metrics.bop.model import ObjectModel
+from metrics.bop.object_errors import SymmetricErrors
 from metrics.bop.recall import DenseGroups, dense_groups
-from metrics.bop.symmetries import symmetry_transformations
 from metrics.common import one_cpu_thread
 from metrics.protocol import PoseMetric, plot_dict
 
@@ -192,11 +191,7 @@ class BOPDetectionAP(PoseMetric):
                                     dtype=torch.float64),
             "mspd": torch.tensor(BOP19_MSPD_TH if mspd_th is None else list(mspd_th), dtype=torch.float64),
         }
-        self._syms = {oid: symmetry_transformations(m.symmetries_discrete, m.symmetries_continuous,
-                                                    max_sym_disc_step) for oid, m in self.models.items()}
-        self._subsets = {oid: pose_error.farthest_point_subset(m.vertices.to(torch.float64))
-                         for oid, m in self.models.items()}
-        self._sym_pts: dict[tuple[int, str], Tensor] = {}
+        self._pose_errors = SymmetricErrors(self.models, max_sym_disc_step)
         for table, fields in (("pair", _PAIR), ("est", _EST), ("gt", _GT), ("img", _IMG)):
             for f in fields:
                 self.add_state(f"{table}_{f}", default=[], dist_reduce_fx="cat")
@@ -261,25 +256,7 @@ class BOPDetectionAP(PoseMetric):
 
     def _errors(self, obj: Tensor, R_e: Tensor, t_e: Tensor, R_g: Tensor, t_g: Tensor, K: Tensor) -> dict[str, Tensor]:
         """MSSD (mm; inf where the bounding spheres do not overlap) and MSPD (px) per pair, as eval_calc_errors."""
-        dev = R_e.device
-        out = {k: torch.zeros(obj.shape[0], dtype=torch.float64, device=dev) for k in ("mssd", "mspd")}
-        for o in torch.unique(obj).tolist():
-            sel = torch.nonzero(obj == o).squeeze(1)
-            m = self.models[o]
-            pts = m.vertices.to(dev, torch.float64)
-            sR, st = (x.to(dev) for x in self._syms[o])
-            sub = self._subsets[o].to(dev)
-            key = (o, str(dev))
-            if key not in self._sym_pts:
-                self._sym_pts[key] = pose_error.symmetric_points(pts, sR, st)
-            sp = self._sym_pts[key]
-            a = (R_e[sel], t_e[sel], R_g[sel], t_g[sel])
-            ok = torch.nonzero(pose_error.spheres_overlap(t_e[sel], t_g[sel], m.diameter)).squeeze(1)
-            ms = torch.full((sel.numel(),), float("inf"), dtype=torch.float64, device=dev)
-            ms[ok] = pose_error.mssd(*(x[ok] for x in a), pts, sR, st, sub=sub, sym_pts=sp)
-            out["mssd"][sel] = ms
-            out["mspd"][sel] = pose_error.mspd(*a, K[sel], pts, sR, st, sub=sub, sym_pts=sp)
-        return out
+        return self._pose_errors(obj, R_e, t_e, R_g, t_g, K)
 
     # ----------------------------------------------------------------------------------------- compute
     def _tables(self) -> dict[str, dict[str, Tensor]]:

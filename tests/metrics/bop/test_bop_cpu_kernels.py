@@ -56,7 +56,7 @@ def test_mssd_mspd_kernels_equal_torch_min_over_symmetries():
     for o in torch.unique(p["obj"]).tolist():
         sel = torch.nonzero(p["obj"] == o).squeeze(1)
         pts = models[o].vertices.double()
-        sR, st = metric._syms[o]
+        sR, st = metric._pose_errors.syms[o]
         a = (p["R_e"][sel], p["t_e"][sel], p["R_g"][sel], p["t_g"][sel])
         for fn, extra in ((pose_error.mssd, ()), (pose_error.mspd, (p["K"][sel],))):
             fast = fn(*a, *extra, pts, sR, st)
