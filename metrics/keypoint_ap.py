@@ -397,19 +397,12 @@ def _keypoint_ap_stats(dt_image, dt_keypoints, dt_scores, gt_image, gt_keypoints
     TA = T * A
     tps = tps[go2].reshape(Dk, TA).t().contiguous()  # (T*A, D), rows t-major
     fps = fps[go2].reshape(Dk, TA).t().contiguous()
-    tp_sum = torch.cumsum(tps, 1, dtype=f64)
-    fp_sum = torch.cumsum(fps, 1, dtype=f64)
-    rc = tp_sum / npig.to(f64).repeat(T)[:, None]
-    pr = tp_sum / (fp_sum + tp_sum + _EPS)
     precision = torch.zeros(T, R, A, dtype=f64, device=dev)
     recall = torch.zeros(T, A, dtype=f64, device=dev)
     if Dk:
-        pr = pr.flip(1).cummax(1).values.flip(1)  # precision made monotone from the right
-        inds = torch.searchsorted(rc, rthr.expand(TA, R).contiguous(), side="left")  # (T*A, R)
-        q = torch.gather(pr, 1, inds.clamp_max(Dk - 1))
-        q = torch.where(inds < Dk, q, torch.zeros((), dtype=f64, device=dev))  # past the largest recall: 0
+        q, last = _interpolated_precision(tps, fps, npig.to(f64).repeat(T), rthr)
         precision = q.reshape(T, A, R).permute(0, 2, 1).contiguous()
-        recall = rc[:, -1].reshape(T, A).clone()
+        recall = last.reshape(T, A)
     absent = npig == 0  # no regular GT in this area range (pycocotools: -1, left out of the means)
     precision[:, :, absent] = -1
     recall[:, absent] = -1
@@ -638,15 +631,9 @@ class KeypointAP(PoseMetric):
                     "gt_ids": e, "image_ids": e}
         g = _dedupe(dim_zero_cat(self.gt_img), dim_zero_cat(self.gt_j))
         d = _dedupe(dim_zero_cat(self.dt_img), dim_zero_cat(self.dt_j))
-        return {
-            "dt_image": dim_zero_cat(self.dt_img)[d], "dt_keypoints": dim_zero_cat(self.dt_kpts)[d],
-            "dt_scores": dim_zero_cat(self.dt_scores)[d], "dt_area": dim_zero_cat(self.dt_area)[d],
-            "gt_image": dim_zero_cat(self.gt_img)[g], "gt_keypoints": dim_zero_cat(self.gt_kpts)[g],
-            "gt_area": dim_zero_cat(self.gt_area)[g], "gt_bbox": dim_zero_cat(self.gt_bbox)[g],
-            "gt_iscrowd": dim_zero_cat(self.gt_crowd)[g], "gt_num_keypoints": dim_zero_cat(self.gt_nkp)[g],
-            "gt_ids": dim_zero_cat(self.gt_id)[g],
-            "image_ids": dim_zero_cat(self.img_ids)[self._image_rows()],
-        }
+        gt = {k: _rows(dim_zero_cat(getattr(self, s)), g) for k, s in _GT_STATES.items()}
+        dt = {k: _rows(dim_zero_cat(getattr(self, s)), d) for k, s in _DT_STATES.items()}
+        return {**dt, **gt, "image_ids": dim_zero_cat(self.img_ids)[self._image_rows()]}
 
     def _image_rows(self) -> Tensor:
         """The rows of the ``img_ids`` state that keep one copy of each scored image, by ascending id."""
@@ -863,6 +850,35 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
     return out
 
 
+_ROW_BLOCK_ELEMS = 1 << 21  # (row, detection) cells per block of _interpolated_precision: ~16 MB per float64 temporary
+
+
+def _interpolated_precision(tps: Tensor, fps: Tensor, npig: Tensor, rthr: Tensor) -> tuple[Tensor, Tensor]:
+    """pycocotools' accumulate for rows of TP/FP flags in score order (``(rows, D)``, D > 0): the precision at
+    each recall threshold ``(rows, R)`` (max precision at recall >= r, 0 past the largest recall) and the final
+    recall ``(rows,)``. Rows are independent, so they are done a block at a time: the same floats as one pass,
+    with temporaries of ``_ROW_BLOCK_ELEMS`` cells instead of several ``(rows, D)`` float64 arrays at once."""
+    rows, D = tps.shape
+    R = rthr.numel()
+    f64 = torch.float64
+    q = torch.empty(rows, R, dtype=f64, device=tps.device)
+    last = torch.empty(rows, dtype=f64, device=tps.device)
+    step = max(1, _ROW_BLOCK_ELEMS // D)
+    for r0 in range(0, rows, step):
+        sl = slice(r0, min(rows, r0 + step))
+        tp_sum = torch.cumsum(tps[sl], 1, dtype=f64)
+        fp_sum = torch.cumsum(fps[sl], 1, dtype=f64)
+        rc = tp_sum / npig[sl, None]
+        pr = tp_sum / (fp_sum + tp_sum + _EPS)
+        del tp_sum, fp_sum
+        pr = pr.flip(1).cummax(1).values.flip(1)  # precision made monotone from the right
+        inds = torch.searchsorted(rc, rthr.expand(rc.shape[0], R).contiguous(), side="left")  # (block, R)
+        qb = torch.gather(pr, 1, inds.clamp_max(D - 1))
+        q[sl] = torch.where(inds < D, qb, torch.zeros((), dtype=f64, device=tps.device))  # past the largest: 0
+        last[sl] = rc[:, -1]
+    return q, last
+
+
 def _local_index(counts: Tensor) -> Tensor:
     """0..n-1 inside each group of ``counts`` (position of a row inside its image)."""
     total = int(counts.sum())
@@ -885,6 +901,20 @@ def _kp_extent(kps: Tensor) -> Tensor:
         return torch.zeros(kps.shape[0], dtype=torch.float64, device=kps.device)
     x, y = kps[..., 0].to(torch.float64), kps[..., 1].to(torch.float64)
     return (x.amax(-1) - x.amin(-1)) * (y.amax(-1) - y.amin(-1))
+
+
+_DT_STATES = {"dt_image": "dt_img", "dt_keypoints": "dt_kpts", "dt_scores": "dt_scores", "dt_area": "dt_area"}
+_GT_STATES = {"gt_image": "gt_img", "gt_keypoints": "gt_kpts", "gt_area": "gt_area", "gt_bbox": "gt_bbox",
+              "gt_iscrowd": "gt_crowd", "gt_num_keypoints": "gt_nkp", "gt_ids": "gt_id"}
+
+
+def _rows(x: Tensor, idx: Tensor) -> Tensor:
+    """``x[idx]``, or ``x`` itself when ``idx`` keeps every row in order (one process, no padding: the usual
+    case, where the copy would only add a second detections array to the peak memory)."""
+    n = x.shape[0]
+    if idx.numel() == n and bool((idx == torch.arange(n, device=idx.device)).all()):
+        return x
+    return x[idx]
 
 
 def _dedupe(img: Tensor, j: Tensor) -> Tensor:
