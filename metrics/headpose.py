@@ -1,4 +1,4 @@
-"""Head pose errors (AFLW2000-3D, BIWI): MAE of yaw, pitch and roll, their mean, and MAEV, in degrees.
+"""Head pose errors (AFLW2000-3D, BIWI): MAE of yaw, pitch and roll, their mean, MAEV and GE, in degrees.
 
 Reference: thohemp/6DRepNet @ 464b2ba ``sixdrepnet/test.py`` with ``sixdrepnet/utils.py`` (the evaluation that
 6DRepNet and the methods comparing with it run); facts, not code, carried over. Per image, in float32 as there::
@@ -12,6 +12,17 @@ Reference: thohemp/6DRepNet @ 464b2ba ``sixdrepnet/test.py`` with ``sixdrepnet/u
 
 ``MAE_<a> = mean_n e_a``, ``MAE = (sum yaw + sum pitch + sum roll) / 3N``, ``MAEV = (sum v_0 + v_1 + v_2) / 3N``.
 test.py indexes ``R[:, k]`` of a ``(B, 3, 3)`` batch: the rows of each matrix, not its columns.
+
+GE, the geodesic error (6DRepNet's test.py has none): pcr-upm/opal23_headpose @ 78c0c45 ``test/evaluator.py``
+``Evaluator.compute_ge`` (Cobo et al., Pattern Recognition 2024; the GE its AFLW2000 / BIWI scripts print), in
+float64 on the float64 GT ``get_R`` matrix (before test.py's float32 copy) and the prediction as given::
+
+    g = arccos(clip((trace(R_gt R_pred^T) - 1) / 2, -1, 1)) * 180 / pi,     GE = mean_n g
+
+Opal builds its matrices as ``Rx Ry Rz`` (scipy ``'XYZ'``), get_R as ``Rz Ry Rx``: ``Rx(p) Ry(y) Rz(r) =
+get_R(-p, -y, -r)^T``, and ``trace(A B^T) = sum_ij A_ij B_ij`` is the same for ``A^T, B^T``, so GE does not
+depend on which of the two frames both matrices are in. It is not clipped to rotations: a non-orthonormal
+prediction enters as given, as there.
 
 Exactness: the per-image errors are the reference's float32 bits. They are computed on the CPU with the same
 torch ops on the same shapes, over the images in id order in chunks of 64 (test.py's default ``--batch_size``):
@@ -28,6 +39,9 @@ float64 means of the per-image float32 errors (exact to ~1e-16, the same for any
 >>> m.update([{"id": torch.tensor(0), "R": R[0]}], [{"id": torch.tensor(0), "R": R[0], "angles": torch.tensor([-0.1, 0.1, 0.3])}])
 >>> round(float(m.compute()["MAE_yaw"]), 4)  # the GT yaw is 0.1 rad off the predicted -0.2 rad
 5.7296
+>>> R_gt, R_turned = (rotation_from_euler(torch.tensor([0.1]), torch.tensor([-0.2]), torch.tensor([r])) for r in (0.3, 0.8))
+>>> round(float(geodesic_error(R_gt, R_turned)[0]), 10)  # R_gt R_turned^T = Rz(-0.5): 0.5 rad
+28.6478897565
 """
 from __future__ import annotations
 
@@ -41,7 +55,7 @@ from metrics.bootstrap import BootstrapStats
 from metrics.common import as_id, cat_state, is_empty_state, unique_sorted
 from metrics.protocol import PoseMetric, plot_dict
 
-HEADPOSE_KEYS = ("MAE_yaw", "MAE_pitch", "MAE_roll", "MAE", "MAEV")
+HEADPOSE_KEYS = ("MAE_yaw", "MAE_pitch", "MAE_roll", "MAE", "MAEV", "GE")
 REFERENCE_BATCH = 64  # test.py's --batch_size default: the float32 ops run on chunks of this many images
 ERROR_COLUMNS = ("yaw", "pitch", "roll", "v1", "v2", "v3")
 CURVE_THRESHOLDS = tuple(float(t) for t in range(31))  # degrees, for the cumulative-error plot
@@ -105,38 +119,51 @@ def sample_errors(R_pred: Tensor, R_gt: Tensor, labels: Tensor, batch: int = REF
                       for s in range(0, R_pred.shape[0], batch)])
 
 
-def summary(errors: Tensor) -> dict[str, Tensor]:
-    """The five keys (float64 degrees) from per-image errors ``(N, 6)``; NaN without images."""
+def geodesic_error(R_gt: Tensor, R_pred: Tensor) -> Tensor:
+    """``(N,)`` float64 degrees: ``arccos(clip((trace(R_gt R_pred^T) - 1) / 2, -1, 1))`` per image, computed in
+    float64 as opal23_headpose's ``compute_ge`` (diagonal of the product, then its trace)."""
+    a, b = (torch.as_tensor(t).detach().cpu().to(torch.float64) for t in (R_gt, R_pred))
+    diag = (a * b).sum(2)  # (R_gt R_pred^T)_kk = <row k of R_gt, row k of R_pred>
+    cos = (diag[:, 0] + diag[:, 1] + diag[:, 2] - 1) / 2
+    return torch.rad2deg(torch.acos(torch.clamp(cos, -1, 1)))
+
+
+def summary(errors: Tensor, geodesic: Tensor) -> dict[str, Tensor]:
+    """The six keys (float64 degrees) from per-image errors ``(N, 6)`` and GE ``(N,)``; NaN without images."""
     e = errors.to(torch.float64)
     n = e.shape[0]
     s = e.sum(0)
     out = {f"MAE_{a}": s[i] / n for i, a in enumerate(("yaw", "pitch", "roll"))}
     out["MAE"] = (s[0] + s[1] + s[2]) / (n * 3)
     out["MAEV"] = (s[3] + s[4] + s[5]) / (n * 3)
+    out["GE"] = geodesic.to(torch.float64).sum() / n
     return {k: out[k] for k in HEADPOSE_KEYS}
 
 
 class ImageErrors(NamedTuple):
-    """The evaluated states of :class:`HeadPoseError`: image ids (ascending) and their ``(N, 6)`` float32
-    errors [yaw, pitch, roll, v1, v2, v3] in degrees."""
+    """The evaluated states of :class:`HeadPoseError`: image ids (ascending), their ``(N, 6)`` float32
+    errors [yaw, pitch, roll, v1, v2, v3] and ``(N,)`` float64 geodesic errors, in degrees."""
 
     ids: Tensor
     errors: Tensor
+    geodesic: Tensor
 
 
 class HeadPoseError(PoseMetric):
-    """MAE of yaw / pitch / roll, their mean and MAEV (degrees; 6DRepNet's test.py), keyed by image id.
+    """MAE of yaw / pitch / roll, their mean and MAEV (degrees; 6DRepNet's test.py) and GE (opal23_headpose's
+    evaluator), keyed by image id.
 
     ``update(preds, target)``: ``preds[i] = {"id": 0-d, "R": (3, 3) predicted rotation}``, ``target[i] = {"id",
-    "R": (3, 3) GT rotation (float32 of get_R), "angles": (3,) GT [yaw, pitch, roll] radians}``. Rotations and
-    angles are kept in float32, as the reference holds them.
+    "R": (3, 3) GT rotation (get_R, float64), "angles": (3,) GT [yaw, pitch, roll] radians}``. Rotations are
+    kept in float64 (GE's precision; the test.py path takes their float32 copies, as the reference holds them),
+    angles in float32.
     """
 
     full_state_update = False
     higher_is_better = False
     is_differentiable = False
     bootstrap_unit = "image"
-    headline = ("MAE", "MAEV")
+    headline = ("MAE", "MAEV", "GE")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -146,41 +173,45 @@ class HeadPoseError(PoseMetric):
     def update(self, preds: list[dict[str, Tensor]], target: list[dict[str, Tensor]]) -> None:
         if not target:
             return
-        dev, f32 = self.device, torch.float32
+        dev, f32, f64 = self.device, torch.float32, torch.float64
         ids = torch.cat([as_id(t["id"], dev) for t in target])
         if not torch.equal(ids, torch.cat([as_id(p["id"], dev) for p in preds])):
             raise ValueError("HeadPoseError.update: preds[i] and target[i] must be the same image")
         self.ids.append(ids)
-        self.R_pred.append(torch.stack([torch.as_tensor(p["R"]) for p in preds]).to(dev, f32))
-        self.R_gt.append(torch.stack([torch.as_tensor(t["R"]) for t in target]).to(dev, f32))
+        self.R_pred.append(torch.stack([torch.as_tensor(p["R"]) for p in preds]).to(dev, f64))
+        self.R_gt.append(torch.stack([torch.as_tensor(t["R"]) for t in target]).to(dev, f64))
         self.angles.append(torch.stack([torch.as_tensor(t["angles"]) for t in target]).to(dev, f32))
 
     def _evaluate(self) -> ImageErrors:
         """One copy of each image (sampler padding repeats them), in id order, then the reference's errors."""
         if is_empty_state(self.ids):
-            return ImageErrors(torch.zeros(0, dtype=torch.long), torch.zeros(0, 6, dtype=torch.float32))
+            return ImageErrors(torch.zeros(0, dtype=torch.long), torch.zeros(0, 6, dtype=torch.float32),
+                               torch.zeros(0, dtype=torch.float64))
         ids = cat_state(self.ids)
         keep = unique_sorted(ids)
-        errors = sample_errors(cat_state(self.R_pred)[keep], cat_state(self.R_gt)[keep], cat_state(self.angles)[keep])
-        return ImageErrors(ids[keep].cpu(), errors)
+        R_pred, R_gt = cat_state(self.R_pred)[keep], cat_state(self.R_gt)[keep]
+        errors = sample_errors(R_pred, R_gt, cat_state(self.angles)[keep])
+        return ImageErrors(ids[keep].cpu(), errors, geodesic_error(R_gt, R_pred))
 
     def values(self, result: ImageErrors) -> dict[str, Tensor]:
-        return summary(result.errors)
+        return summary(result.errors, result.geodesic)
 
     def bootstrap(self, result: ImageErrors) -> BootstrapStats:
-        """Bootstrap over images: MAE and MAEV are means of per-image means of three errors."""
+        """Bootstrap over images: MAE and MAEV are means of per-image means of three errors, GE of one."""
         e = result.errors.to(torch.float64)
         per = torch.stack([e[:, 0] + e[:, 1] + e[:, 2], e[:, 3] + e[:, 4] + e[:, 5]], 1)
+        ge = result.geodesic.to(torch.float64)[:, None]
 
         def statistic(w: Tensor) -> Tensor:
-            return (w @ per) / (3 * w.sum(1, keepdim=True))
+            n = w.sum(1, keepdim=True)
+            return torch.cat([(w @ per) / (3 * n), (w @ ge) / n], 1)
 
-        return BootstrapStats(result.ids, ("MAE", "MAEV"), statistic, self.bootstrap_unit)
+        return BootstrapStats(result.ids, ("MAE", "MAEV", "GE"), statistic, self.bootstrap_unit)
 
     def plots(self, result: ImageErrors) -> list[dict]:
         """MAE per angle (bar) and the share of images whose mean angle error is within t degrees (line)."""
         v = self.values(result)
-        bars = ["MAE_yaw", "MAE_pitch", "MAE_roll", "MAE", "MAEV"]
+        bars = list(HEADPOSE_KEYS)
         per = result.errors.to(torch.float64)[:, :3].mean(1)
         n = max(per.numel(), 1)
         share = [float((per <= t).sum()) / n for t in CURVE_THRESHOLDS]

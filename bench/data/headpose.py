@@ -1,4 +1,5 @@
-"""Head pose datasets (family ``headpose``): AFLW2000-3D and BIWI, scored as 6DRepNet's test.py scores them.
+"""Head pose datasets (family ``headpose``): AFLW2000-3D and BIWI, scored as 6DRepNet's test.py scores them
+(and GE as opal23_headpose's evaluator does; metrics/headpose.py).
 
 ``aflw2000``: ``data_root/AFLW2000/imageNNNNN.jpg`` with ``imageNNNNN.mat`` beside it (the official 3DDFA
 release). ``Pose_Para`` (1, 7) holds pitch, yaw, roll (radians) first. Images are listed as 6DRepNet's
@@ -79,7 +80,7 @@ class HeadPoseDataset(BenchmarkDataset):
         self.image_paths = image_paths
         self.left_out: set = set()  # image keys the protocol leaves out (their predictions are ignored)
         a = torch.from_numpy(np.asarray(angles, dtype=np.float64).reshape(-1, 3))  # yaw, pitch, roll
-        self._R = rotation_from_euler(a[:, 1], a[:, 0], a[:, 2]).to(torch.float32)
+        self._R = rotation_from_euler(a[:, 1], a[:, 0], a[:, 2])  # float64: GE's GT; test.py's path takes float32
         self._angles = a.to(torch.float32)
 
     def __len__(self) -> int:

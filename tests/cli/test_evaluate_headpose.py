@@ -44,11 +44,11 @@ def test_bundled_sample_row_and_devices_2_identical_bytes(tmp_path, preds):
     assert "BUNDLED SAMPLE" in r.stdout
     metrics, csv = outs[1]
     assert outs[2] == outs[1]
-    assert list(metrics)[:5] == list(HEADPOSE_KEYS)
+    assert list(metrics)[:len(HEADPOSE_KEYS)] == list(HEADPOSE_KEYS)
     assert all(0 < metrics[k] < 20 for k in HEADPOSE_KEYS)
     assert metrics["MAE_ci_low"] <= metrics["MAE"] <= metrics["MAE_ci_high"]
     lines = csv.decode().splitlines()
-    assert lines[0].split(",")[:7] == ["method", "variant", *HEADPOSE_KEYS] and lines[1].startswith("mine,,")
+    assert lines[0].split(",")[:2 + len(HEADPOSE_KEYS)] == ["method", "variant", *HEADPOSE_KEYS] and lines[1].startswith("mine,,")
 
 
 def test_bad_predictions_give_one_line_and_write_nothing(tmp_path):

@@ -16,6 +16,13 @@ SIMD), per-image errors move by up to 1.5e-5 degrees: one float32 ulp of the ang
 checked within ``F32_ULPS`` = 4 ulps of 180 degrees, 8.6e-5 (a short float32 computation: atan2, a scale to
 degrees, a difference; tests/recorded.py's rule 3), and
 test.py's own float32 running sums within tests/recorded.py's default rule.
+
+GE (the geodesic error): the same golden cases hold what pcr-upm/opal23_headpose @ 78c0c45's
+``Evaluator.compute_ge`` (test/evaluator.py) gives on the float64 GT matrices 6DRepNet's dataset classes build
+and the predictions (float64), per image and as ``np.mean``, and on both matrices transposed (opal's own
+``Rx Ry Rz`` order). The whole computation is float64, so ours is checked within ``GE_TOL`` = 1e-9 degrees (the
+issue's bound). Measured: at most 4.8e-12 per image (float64 roundings of the trace, amplified by ``1 / sin``
+near 180 degrees) and 8e-14 on the means.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ from omegaconf import OmegaConf
 from bench.data.headpose import AFLW_DIR, Aflw2000, Biwi, build_aflw2000, build_biwi
 from bench.errors import InputError
 from bench.registry import DATASETS
-from metrics.headpose import HEADPOSE_KEYS
+from metrics.headpose import HEADPOSE_KEYS, geodesic_error, rotation_from_euler
 from tests.recorded import assert_matches_recorded, tolerance
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +46,8 @@ CONF = REPO / "bench" / "conf" / "dataset"
 GOLDEN = json.loads((Path(__file__).parent / "headpose_golden" / "golden.json").read_text())
 CASES = {c["name"]: c for c in GOLDEN["cases"]}
 F32_ULPS = 4.0  # see the module docstring
+GE_TOL = 1e-9  # degrees; see the module docstring
+TEST_PY_KEYS = ("MAE_yaw", "MAE_pitch", "MAE_roll", "MAE", "MAEV")  # what 6DRepNet's test.py computes
 ANGLE_SCALE = 180.0  # degrees: the largest angle the errors are computed from
 
 
@@ -111,19 +120,39 @@ def test_matches_6drepnet(name, tmp_path):
     preds = ds.read_predictions(pred)
     m = score(ds, preds)
     ref_errors = torch.tensor(case["errors"], dtype=torch.float64)
-    ours = m.evaluate().errors
+    result = m.evaluate()
+    ours = result.errors
     assert ours.dtype == torch.float32 and ours.shape == ref_errors.shape
     tol = tolerance(ref_errors, scale=ANGLE_SCALE, ulps=F32_ULPS)
     assert float((ours.double() - ref_errors).abs().max()) <= tol
     got = {k: float(v) for k, v in m.compute().items()}
     assert list(got) == list(HEADPOSE_KEYS)
-    for k in HEADPOSE_KEYS:  # a mean of errors that each move by at most tol
+    for k in TEST_PY_KEYS:  # a mean of errors that each move by at most tol
         assert abs(got[k] - case["mean_of_errors"][k]) <= tol, k
-    assert_matches_recorded(torch.tensor([got[k] for k in HEADPOSE_KEYS], dtype=torch.float64),
-                            np.array([case["reference_float32"][k] for k in HEADPOSE_KEYS], dtype=np.float32),
+    assert_matches_recorded(torch.tensor([got[k] for k in TEST_PY_KEYS], dtype=torch.float64),
+                            np.array([case["reference_float32"][k] for k in TEST_PY_KEYS], dtype=np.float32),
                             what=f"{name}: test.py's float32 running means")
+    # GE: opal23_headpose's compute_ge, float64, per image and its mean, in either frame
+    ref_ge = torch.tensor(case["ge"], dtype=torch.float64)
+    assert result.geodesic.dtype == torch.float64 and result.geodesic.shape == ref_ge.shape
+    assert float((result.geodesic - ref_ge).abs().max()) <= GE_TOL
+    assert abs(got["GE"] - case["GE"]) <= GE_TOL and abs(got["GE"] - case["GE_transposed"]) <= GE_TOL
     # another order, batch size and padding: the same bytes
     assert {k: float(v) for k, v in score(ds, preds, seed=3, batch=64, pad=0).compute().items()} == got
+
+
+def test_opal_frame_is_get_r_transposed():
+    """Why GE_transposed is opal's frame: its loader's ``Rotation.from_euler('XYZ', [p, y, r])`` (Rx Ry Rz) is
+    ``get_R(-p, -y, -r)^T``, and the geodesic error of two transposed matrices is theirs."""
+    from scipy.spatial.transform import Rotation
+
+    a = np.random.default_rng(0).uniform(-3, 3, (20, 3))  # pitch, yaw, roll radians
+    opal = Rotation.from_euler("XYZ", a).as_matrix()
+    get_r = rotation_from_euler(*(torch.from_numpy(-a[:, i]) for i in range(3))).numpy()
+    np.testing.assert_allclose(opal, get_r.transpose(0, 2, 1), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(geodesic_error(torch.from_numpy(opal[:10]), torch.from_numpy(opal[10:])).numpy(),
+                               geodesic_error(torch.from_numpy(get_r[:10]), torch.from_numpy(get_r[10:])).numpy(),
+                               rtol=0, atol=1e-9)
 
 
 def test_npz_predictions_score_as_json(tmp_path):
@@ -137,7 +166,8 @@ def test_npz_predictions_score_as_json(tmp_path):
     js.write_text(json.dumps(recs))
     a = score(ds, ds.read_predictions(npz)).compute()
     tol = tolerance(torch.tensor(case["errors"], dtype=torch.float64), scale=ANGLE_SCALE, ulps=F32_ULPS)
-    assert {k: float(v) for k, v in a.items()} == pytest.approx(case["mean_of_errors"], abs=tol, rel=0)
+    assert {k: float(v) for k, v in a.items()} == pytest.approx({**case["mean_of_errors"], "GE": case["GE"]},
+                                                                abs=tol, rel=0)
     assert {k: float(v) for k, v in a.items()} == {k: float(v) for k, v in score(ds, ds.read_predictions(js)).compute().items()}
 
 
@@ -148,11 +178,17 @@ def test_bootstrap_identity_and_plots(tmp_path):
     pred.write_text(json.dumps(case["predictions"]))
     m = score(ds, ds.read_predictions(pred))
     bs = m.bootstrap_stats()
-    assert bs.ids.tolist() == list(range(70)) and bs.keys == ("MAE", "MAEV")
+    assert bs.ids.tolist() == list(range(70)) and bs.keys == ("MAE", "MAEV", "GE")
     ones = bs.statistic(torch.ones(1, 70, dtype=torch.float64))[0]
     own = m.compute()  # the replicate that draws every image once is the reported value (float64 sums)
     assert float(ones[0]) == pytest.approx(float(own["MAE"]), abs=1e-12)
     assert float(ones[1]) == pytest.approx(float(own["MAEV"]), abs=1e-12)
+    assert float(ones[2]) == pytest.approx(float(own["GE"]), abs=1e-12)
+    # image 0 drawn twice, image 1 never: GE is the mean over the draws
+    w = torch.ones(1, 70, dtype=torch.float64)
+    w[0, 0], w[0, 1] = 2.0, 0.0
+    g = m.evaluate().geodesic
+    assert float(bs.statistic(w)[0, 2]) == pytest.approx(float((g.sum() + g[0] - g[1]) / 70), abs=1e-12)
     bars, line = m.curves()
     assert bars["kind"] == "bar" and bars["x"][:3] == ["MAE_yaw", "MAE_pitch", "MAE_roll"]
     assert line["kind"] == "line" and line["series"]["share"][-1] <= 1.0 and line["series"]["share"][0] == 0.0

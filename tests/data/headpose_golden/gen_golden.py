@@ -1,4 +1,4 @@
-"""Run 6DRepNet's own evaluation on the cases of golden.json and write what it computes.
+"""Run 6DRepNet's own evaluation and opal23_headpose's geodesic error on the cases of golden.json; write what they compute.
 
 Nothing of 6DRepNet is copied here: ``sixdrepnet/utils.py`` is imported from the checkout, the ``AFLW2000`` and
 ``BIWI`` dataset classes are compiled from its ``datasets.py`` (ast), ``create_filename_list.py`` runs as a
@@ -12,12 +12,22 @@ Recorded per case: ``files`` (the list create_filename_list.py writes, sorted; A
 per-image errors (float32 -> float) that the loop sums (read by wrapping ``torch.sum``: its one-argument
 calls are the six per-batch sums), test.py's final values (``yaw_error / total``, ..., and the commented-out
 VMAE ``(v1_err + v2_err + v3_err) / (total * 3)``, float32) and the float64 means of the per-image errors
-(``math.fsum``). Any Python with torch, numpy, scipy and Pillow::
+(``math.fsum``).
+
+GE (``--opal``): the class ``Evaluator`` of pcr-upm/opal23_headpose's ``test/evaluator.py`` (compiled from the
+file; its module imports images_framework, which scoring does not need) runs ``compute_ge()`` on the float64 GT
+matrices that 6DRepNet's dataset classes build with ``utils.get_R`` (recorded in loop order, before their
+``torch.FloatTensor`` copy) and the case's predicted matrices (float64; angles through ``utils.get_R``), and
+``np.mean`` of it as ``test/opal23_headpose_aflw2000.py`` prints it: ``ge`` (per image), ``GE``, and
+``GE_transposed`` (the same on both matrices transposed: opal's own ``Rx Ry Rz`` frame). Any Python with
+torch, numpy, scipy and Pillow::
 
     git --git-dir=/work/.mirror/thohemp+6DRepNet/repo archive 464b2ba55c3d9b3d3b707c6271cf329a983ded20 \\
         | tar -x -C /tmp/headpose/6drepnet-464b2ba
-    .nox/posearena/bin/python tests/data/headpose_golden/gen_golden.py \\
-        --ref /tmp/headpose/6drepnet-464b2ba --out /tmp/headpose/golden.json
+    mkdir -p /tmp/headpose/opal23-78c0c45/test && git --git-dir=/work/.mirror/pcr-upm+opal23_headpose/repo \\
+        show 78c0c45e13e88a757534fd99d682448ff5436ca8:test/evaluator.py > /tmp/headpose/opal23-78c0c45/test/evaluator.py
+    .nox/posearena/bin/python tests/data/headpose_golden/gen_golden.py --ref /tmp/headpose/6drepnet-464b2ba \\
+        --opal /tmp/headpose/opal23-78c0c45 --out /tmp/headpose/golden.json
     cmp /tmp/headpose/golden.json tests/data/headpose_golden/golden.json
 
 Inputs (``gt``, ``predictions``) are read from the committed golden.json (``--inputs`` to start from
@@ -109,7 +119,8 @@ def make_inputs() -> dict:
 
 # ------------------------------------------------------------------ the reference, from the checkout
 def load_reference(ref: Path) -> dict:
-    """utils (imported), the AFLW2000 / BIWI classes and test.py's loop body (compiled)."""
+    """utils (imported), the AFLW2000 / BIWI classes (their ``utils.get_R`` results recorded in ``gt_R``) and
+    test.py's loop body (compiled)."""
     import numpy as np
     import torch
     from PIL import Image, ImageFilter
@@ -126,8 +137,20 @@ def load_reference(ref: Path) -> dict:
     tree = ast.parse((src / "datasets.py").read_text())
     classes = [n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))
                and n.name in ("AFLW2000", "BIWI", "get_list_from_filenames")]
+    gt_R: list = []
+
+    class RecordingUtils(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(utils, name)
+
+        @staticmethod
+        def get_R(*args):
+            R = utils.get_R(*args)
+            gt_R.append(np.array(R, dtype=np.float64))
+            return R
+
     ns = {"os": os, "np": np, "torch": torch, "Image": Image, "ImageFilter": ImageFilter, "Dataset": Dataset,
-          "utils": utils}
+          "utils": RecordingUtils("utils")}
     exec(compile(ast.Module(body=classes, type_ignores=[]), str(src / "datasets.py"), "exec"), ns)  # noqa: S102
     test = ast.parse((src / "test.py").read_text())
     loop = next(n for n in ast.walk(test) if isinstance(n, ast.For) and ast.unparse(n.target).startswith("(i, (images"))
@@ -135,7 +158,32 @@ def load_reference(ref: Path) -> dict:
             if not (isinstance(s, ast.If) and "show_viz" in ast.unparse(s.test))
             and ast.unparse(s) not in ("images = torch.Tensor(images).cuda(gpu)", "R_pred = model(images)")]
     assert len(body) == len(loop.body) - 3, "test.py changed: check the statements this script skips"
-    return {"utils": utils, "datasets": ns, "body": compile(ast.Module(body=body, type_ignores=[]), str(src / "test.py"), "exec")}
+    return {"utils": utils, "datasets": ns, "gt_R": gt_R,
+            "body": compile(ast.Module(body=body, type_ignores=[]), str(src / "test.py"), "exec")}
+
+
+def load_opal_evaluator(opal: Path):
+    """The class ``Evaluator`` of opal23_headpose's test/evaluator.py (compiled from the file)."""
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    path = opal / "test" / "evaluator.py"
+    tree = ast.parse(path.read_text())
+    cls = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Evaluator"]
+    assert len(cls) == 1, "evaluator.py changed: no class Evaluator"
+    ns = {"np": np, "Rotation": Rotation, "cv2": sys.modules.get("cv2") or types.ModuleType("cv2")}
+    exec(compile(ast.Module(body=cls, type_ignores=[]), str(path), "exec"), ns)  # noqa: S102
+    return ns["Evaluator"]
+
+
+def geodesic(evaluator, gt_R: list, pred_rows: list) -> dict:
+    """compute_ge() per image and its np.mean, as opal's test scripts print GE; and on the transposed matrices."""
+    import numpy as np
+
+    ann, pred = np.array(gt_R, dtype=np.float64), np.array(pred_rows, dtype=np.float64)
+    ge = evaluator(ann.copy(), pred.copy()).compute_ge()
+    ge_t = evaluator(ann.transpose(0, 2, 1).copy(), pred.transpose(0, 2, 1).copy()).compute_ge()
+    return {"ge": [float(x) for x in ge], "GE": float(np.mean(ge)), "GE_transposed": float(np.mean(ge_t))}
 
 
 def run_test_loop(ref: dict, dataset, R_pred_rows) -> dict:
@@ -198,7 +246,7 @@ def prediction_rows(ref: dict, case: dict, order: list) -> list:
     return [by_key[k] for k in order]
 
 
-def run_case(ref: dict, ref_dir: Path, case: dict, tmp: Path) -> dict:
+def run_case(ref: dict, ref_dir: Path, case: dict, tmp: Path, evaluator=None) -> dict:
     import numpy as np
     import torch
     from PIL import Image
@@ -235,13 +283,19 @@ def run_case(ref: dict, ref_dir: Path, case: dict, tmp: Path) -> dict:
         ds = ref["datasets"]["BIWI"](str(tmp), str(path), dummy, train_mode=False)
         order = list(range(len(pose)))
         out = {}
-    out.update(run_test_loop(ref, ds, prediction_rows(ref, case, order)))
+    rows = prediction_rows(ref, case, order)
+    ref["gt_R"].clear()
+    out.update(run_test_loop(ref, ds, rows))
+    if evaluator is not None:
+        assert len(ref["gt_R"]) == len(rows), "one get_R per image expected"
+        out.update(geodesic(evaluator, ref["gt_R"], rows))
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ref", type=Path, required=True, help="checkout of thohemp/6DRepNet @ 464b2ba")
+    ap.add_argument("--opal", type=Path, required=True, help="checkout of pcr-upm/opal23_headpose @ 78c0c45 (test/evaluator.py)")
     ap.add_argument("--inputs", type=Path, default=HERE / "golden.json", help="cases are read from here")
     ap.add_argument("--new-inputs", action="store_true", help="draw the inputs with make_inputs() instead")
     ap.add_argument("--out", type=Path, required=True)
@@ -252,12 +306,13 @@ def main() -> int:
     print(f"torch {torch.__version__}, numpy {numpy.__version__}", file=sys.stderr)
     golden = make_inputs() if args.new_inputs else json.loads(args.inputs.read_text())
     ref = load_reference(args.ref)
+    evaluator = load_opal_evaluator(args.opal)
     with tempfile.TemporaryDirectory() as tmp:
         for case in golden["cases"]:
-            for k in ("files", "errors", "reference_float32", "mean_of_errors"):
+            for k in ("files", "errors", "reference_float32", "mean_of_errors", "ge", "GE", "GE_transposed"):
                 case.pop(k, None)
-            case.update(run_case(ref, args.ref, case, Path(tmp)))
-            print(case["name"], len(case["errors"]), case["reference_float32"], file=sys.stderr)
+            case.update(run_case(ref, args.ref, case, Path(tmp), evaluator))
+            print(case["name"], len(case["errors"]), case["reference_float32"], case.get("GE"), file=sys.stderr)
     args.out.write_text(json.dumps(golden, separators=(",", ":")))
     return 0
 
