@@ -53,6 +53,8 @@ from bench.data.crowdpose import ANN_FILE
 from bench.registry import DATASETS, load_all
 from bench.replay import PredictionsFile
 from tests.conftest import COCO_GT, REPO, mp100_records, perturbed_results
+from tests.data.ap10k_interval_cases import CASES as AP10K_CASES
+from tests.data.keypoint_interval_cases import CASES as KEYPOINT_CASES
 
 load_all()
 
@@ -220,7 +222,8 @@ CASES: dict[str, tuple[str, Callable[[Path], tuple]]] = {
     "real275": ("real275", _real275),
     "co3d": ("co3d", lambda tmp: (DATASETS["co3d"](_cfg("co3d")),  # bundled sample, official golden predictions
                                   REPO / "tests" / "data" / "co3d_golden" / "n10_noisy_predictions.json")),
-    **__import__("tests.data.keypoint_interval_cases", fromlist=["CASES"]).CASES,  # coco_wholebody halpe keypoints
+    **KEYPOINT_CASES,  # coco_wholebody halpe keypoints: tests/data/keypoint_interval_cases.py
+    **AP10K_CASES,  # ap10k (several species): tests/data/ap10k_interval_cases.py
     "aflw2000": ("aflw2000", _headpose("aflw2000_rotations")),
     "biwi": ("biwi", _headpose("biwi_rotations")),
     **{name: (name, _landmarks(name)) for name in ("300w", "wflw", "cofw", "aflw", "onehand10k", "rhd")},

@@ -16,7 +16,7 @@ _BOP = ("lm", "lmo", "tless", "tudl", "tyol", "ruapc", "icmi", "icbin", "itodd",
 READERS: dict[str, str] = {
     "coco": "coco", "crowdpose": "crowdpose", "mpii": "mpii", "mp100": "mp100", "coco_wholebody": "coco_wholebody",
     "halpe": "skeleton_keypoints", "keypoints": "skeleton_keypoints",
-    **{n: "skeleton_keypoints" for n in ("ochuman", "aic", "humanart")},
+    **{n: "skeleton_keypoints" for n in ("ochuman", "aic", "humanart", "ap10k")},
     "h36m": "h36m", "mpi_inf_3dhp": "mpi_inf_3dhp", "3dpw": "threedpw", "emdb": "emdb", "co3d": "co3d",
     "aflw2000": "headpose", "biwi": "headpose",
     **{n: "landmarks" for n in ("300w", "wflw", "cofw", "aflw", "onehand10k", "rhd")},

@@ -14,6 +14,11 @@ Layout under ``data_root``: ``ann_file`` (COCO keypoint JSON, one category) and 
 keypoint results JSON (bench/predictions/coco_json.py). The GT is read as xtcocotools reads it: the labelled
 keypoints are counted (the ``num_keypoints`` field may be absent) and ``area`` is needed only with
 ``use_area: true``.
+
+``per_category: true`` (``dataset=ap10k``: 54 animal species, one skeleton) reads a GT file with several
+categories and scores each on its own, averaged as xtcocotools' default ``useCats=1`` does
+(:mod:`metrics.xtcoco_category_ap`); every results record names its category
+(bench/predictions/category_json.py).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from omegaconf import OmegaConf
 
 from bench.data.base import resolve_data_root
@@ -38,9 +44,12 @@ from bench.data.coco import (
     read_image_table,
 )
 from bench.errors import InputError
-from bench.predictions.coco_json import gc_paused
+from bench.predictions.category_json import read_category_keypoint_results
+from bench.predictions.coco_json import gc_paused, results_to_predictions
 from bench.registry import register_dataset
+from bench.types import Prediction, Sample
 from metrics.xtcoco_ap import STAT_KEYS, XtcocoKeypointAP, float32_sigmas
+from metrics.xtcoco_category_ap import XtcocoCategoryKeypointAP
 
 IOU_TYPES = ("keypoints",)  # CrowdPose's keypoints_crowd is dataset=crowdpose; whole-body is dataset=coco_wholebody
 SKELETONS: dict[str, Path] = {}  # name -> skeleton YAML (register_skeleton)
@@ -60,6 +69,7 @@ class SkeletonSpec:
     ann_file: str
     image_dir: str
     sample: str | None = None  # folder under bench/data/samples, used when no data_root is found
+    per_category: bool = False  # several GT categories, each scored on its own (xtcocotools' useCats=1)
 
 
 def register_skeleton(name: str, path: str | Path) -> None:
@@ -88,12 +98,13 @@ def skeleton_spec(cfg: Mapping[str, Any], where: str | Path | None = None) -> Sk
     iou = str(cfg.get("iou_type", "keypoints"))
     if iou not in IOU_TYPES:
         raise InputError(where, None, "dataset.iou_type", f"expected one of {', '.join(IOU_TYPES)}, found {iou!r}")
-    use_area = cfg.get("use_area", True)
-    if not isinstance(use_area, bool):
-        raise InputError(where, None, "dataset.use_area", f"expected true or false, found {use_area!r}")
+    flags = {k: cfg.get(k, default) for k, default in (("use_area", True), ("per_category", False))}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise InputError(where, None, f"dataset.{key}", f"expected true or false, found {value!r}")
     return SkeletonSpec(str(need("name")), str(cfg.get("family", "keypoints2d")), tuple(names),
-                        tuple(float(s) for s in sig), tuple(pairs), iou, use_area, str(need("ann_file")),
-                        str(cfg.get("image_dir", "images")), cfg.get("sample"))
+                        tuple(float(s) for s in sig), tuple(pairs), iou, flags["use_area"], str(need("ann_file")),
+                        str(cfg.get("image_dir", "images")), cfg.get("sample"), flags["per_category"])
 
 
 def load_skeleton(name_or_file: str) -> SkeletonSpec:
@@ -112,17 +123,69 @@ def load_skeleton(name_or_file: str) -> SkeletonSpec:
     return skeleton_spec(cfg, path)
 
 
+@dataclass
+class CategoryKeypointGT(CocoKeypointGT):
+    """A GT file with several categories: ``category_id`` is the first, ``categories`` all of them (file
+    order), ``ann_category`` (G,) each annotation's."""
+
+    categories: tuple[int, ...] = ()
+    ann_category: np.ndarray | None = None
+
+
+def check_categories(path: Path, d) -> tuple[int, ...]:
+    """The category ids of a multi-category COCO-style file (integers, unique, at least one)."""
+    if isinstance(d, dict) and isinstance(d.get("categories"), list):
+        check_gt_header(path, {**d, "categories": [{"id": 0}]})  # its top-level checks, not its one-category rule
+    else:
+        check_gt_header(path, d)  # names what is missing
+    ids: list[int] = []
+    for i, c in enumerate(d["categories"]):
+        if not isinstance(c, dict) or not _is_int(c.get("id")):
+            found = c.get("id") if isinstance(c, dict) else c
+            raise InputError(path, f"categories index {i}", "id", f"expected an integer, found {found!r}")
+        if c["id"] in ids:
+            raise InputError(path, f"categories index {i}", "id", f"category id {c['id']} appears twice")
+        ids.append(c["id"])
+    if not ids:
+        raise InputError(path, "categories", None, "expected at least one category")
+    return tuple(ids)
+
+
+def annotation_categories(path: Path, anns: list, categories: tuple[int, ...]) -> np.ndarray:
+    """Each annotation's ``category_id`` (G,), checked against the file's categories."""
+    known = set(categories)
+    cats = [a.get("category_id") if isinstance(a, dict) else None for a in anns]
+    if all(_is_int(c) and c in known for c in cats):
+        return np.array(cats, np.int64).reshape(-1)
+    for i, (a, c) in enumerate(zip(anns, cats)):
+        where = f"annotations index {i}"
+        if not isinstance(a, dict):
+            raise InputError(path, where, None, "expected an object")
+        if not _is_int(c):
+            raise InputError(path, where, "category_id", f"expected an integer, found {c!r}")
+        if c not in known:
+            raise InputError(path, where, "category_id", f"category {c} is not in 'categories'")
+    raise InputError(path, "annotations", "category_id", "malformed")  # pragma: no cover
+
+
 def read_skeleton_gt(path: Path, spec: SkeletonSpec) -> CocoKeypointGT:
     """Read and check a COCO-format keypoint file of ``spec``'s skeleton as xtcocotools reads it."""
     with gc_paused():
         d = _load_json(path)
         # the category's keypoint names are not read (xtcocotools does not; Human-Art lists 21 for its 17-point
         # ``keypoints``): the annotations' keypoint arrays are checked against the skeleton below
-        cat, _ = check_gt_header(path, d)
+        if spec.per_category:
+            cats = check_categories(path, d)
+            ann_cat = annotation_categories(path, d["annotations"], cats)
+            cat = cats[0]
+        else:
+            cat, _ = check_gt_header(path, d)
         K = len(spec.keypoints)
         images, seen = read_image_table(path, d, "{}.jpg")
         # num_keypoints is counted, not read; without use_area the area is 0.53 * w * h of the bbox (the metric's)
         fill = {} if spec.use_area else {"area": 0.0}
+        if spec.per_category:
+            fill["category_id"] = cat  # checked above; the shared column check below expects one category
         anns = [{"num_keypoints": 0, **a, **fill} if isinstance(a, dict) else a for a in d["annotations"]]
         cols = _annotation_columns(anns, seen, cat)
         if cols is None:
@@ -131,6 +194,9 @@ def read_skeleton_gt(path: Path, spec: SkeletonSpec) -> CocoKeypointGT:
         ann_id, ann_image, area, bbox, crowd, _ = cols
         kp = keypoint_column(path, anns, "keypoints", K)
         nkp = (kp[..., 2] > 0).sum(-1).astype(np.int64)
+        if spec.per_category:
+            return CategoryKeypointGT(path, cat, K, list(spec.keypoints), images, ann_id, ann_image, kp, area, bbox,
+                                      crowd, nkp, cats, ann_cat)
         return CocoKeypointGT(path, cat, K, list(spec.keypoints), images, ann_id, ann_image, kp, area, bbox, crowd, nkp)
 
 
@@ -157,9 +223,48 @@ class SkeletonKeypoints(CocoKeypoints):
         return XtcocoKeypointAP(sigmas=float32_sigmas(self.spec.sigmas), use_area=self.spec.use_area)
 
 
-@register_dataset("halpe", "ochuman", "aic", "humanart", "keypoints")
+class CategoryKeypoints(SkeletonKeypoints):
+    """A keypoint dataset of one skeleton and several categories (``per_category: true``, e.g. AP-10K's species):
+    targets and predictions carry each animal's ``category_id``; scored per category and averaged."""
+
+    gt: CategoryKeypointGT
+
+    def __init__(self, root: Path, spec: SkeletonSpec, bundled: bool = False, person_boxes: str | Path | None = None):
+        if person_boxes is not None:  # detector boxes carry a category: not read yet (mmpose's configs use GT boxes)
+            raise InputError(None, None, "dataset.person_boxes", f"not supported for {spec.name} (several categories): "
+                             "leave it unset to use the GT boxes, as mmpose's configs do")
+        super().__init__(root, spec, bundled)
+
+    def _build_targets(self) -> list[dict[str, torch.Tensor]]:
+        targets = super()._build_targets()
+        order = np.argsort(self.gt.ann_image, kind="stable")  # the parent's grouping: by image, file order kept
+        cats = torch.from_numpy(self.gt.ann_category[order]).split([t["keypoints"].shape[0] for t in targets])
+        for t, c in zip(targets, cats):
+            t["category_id"] = c
+        return targets
+
+    def read_predictions(self, path: Path) -> dict[int, Prediction]:
+        res, cats = read_category_keypoint_results(path, self.image_ids, self.gt.num_keypoints, self.gt.categories)
+        preds = results_to_predictions(res)
+        order = np.argsort(res.image_id, kind="stable")  # results_to_predictions' grouping
+        ids, counts = np.unique(res.image_id[order], return_counts=True)
+        for i, c in zip(ids.tolist(), torch.from_numpy(cats[order]).split(counts.tolist())):
+            preds[i].output["category_id"] = c
+        return preds
+
+    def empty_prediction(self, sample: Sample) -> Prediction:
+        p = super().empty_prediction(sample)
+        p.output["category_id"] = torch.zeros(0, dtype=torch.long)
+        return p
+
+    def build_metric(self) -> XtcocoCategoryKeypointAP:
+        return XtcocoCategoryKeypointAP(sigmas=float32_sigmas(self.spec.sigmas), categories=self.gt.categories,
+                                        use_area=self.spec.use_area)
+
+
+@register_dataset("halpe", "ochuman", "aic", "humanart", "ap10k", "keypoints")
 def build_skeleton_dataset(cfg) -> SkeletonKeypoints:
-    """Builder for ``dataset=halpe|ochuman|aic|humanart`` (the skeleton in its config) and ``dataset=keypoints dataset.skeleton=...``."""
+    """Builder for ``dataset=halpe|ochuman|aic|humanart|ap10k`` (the skeleton in its config) and ``dataset=keypoints dataset.skeleton=...``."""
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
     if get("skeleton", None):
         spec = load_skeleton(str(get("skeleton")))
@@ -170,8 +275,10 @@ def build_skeleton_dataset(cfg) -> SkeletonKeypoints:
         raw = OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else dict(cfg)
         spec = skeleton_spec(raw)
     root, bundled = resolve_data_root(spec.name, get("data_root", None), [spec.ann_file], spec.sample)
-    return SkeletonKeypoints(root, spec, bundled, person_boxes=get("person_boxes", None))
+    cls = CategoryKeypoints if spec.per_category else SkeletonKeypoints
+    return cls(root, spec, bundled, person_boxes=get("person_boxes", None))
 
 
-__all__ = ["SKELETONS", "SkeletonKeypoints", "SkeletonSpec", "build_skeleton_dataset", "load_skeleton",
-           "read_skeleton_gt", "register_skeleton", "skeleton_spec"]
+__all__ = ["SKELETONS", "CategoryKeypointGT", "CategoryKeypoints", "SkeletonKeypoints", "SkeletonSpec",
+           "annotation_categories", "build_skeleton_dataset", "check_categories", "load_skeleton", "read_skeleton_gt",
+           "register_skeleton", "skeleton_spec"]

@@ -1,5 +1,6 @@
 """Live comparison with xtcocotools 1.14.3 itself (not recorded numbers): COCO-WholeBody's six evaluations, the
-any-skeleton keypoint AP (Halpe, OCHuman, AIC, Human-Art, a plugin skeleton with ``use_area: false``) and CrowdPose's ``keypoints_crowd``,
+any-skeleton keypoint AP (Halpe, OCHuman, AIC, Human-Art, a plugin skeleton with ``use_area: false``), AP-10K's per-species AP
+(``useCats=1``) and CrowdPose's ``keypoints_crowd``,
 on fresh inputs drawn by the golden generators with seeds the recorded goldens do not use, plus the recorded
 CrowdPose inputs.
 
@@ -20,6 +21,7 @@ from bench.data.coco_wholebody import ANN_FILE as WB_ANN
 from bench.data.coco_wholebody import CocoWholeBody
 from bench.data.crowdpose import ANN_FILE as CP_ANN
 from bench.data.crowdpose import CrowdPose
+from tests.data.ap10k_golden import gen_golden as ap10k_gen
 from tests.data.crowdpose_golden import gen_golden as crowdpose_gen
 from tests.data.skeleton_golden import gen_golden as skeleton_gen
 from tests.data.wholebody_golden import gen_golden as wholebody_gen
@@ -132,6 +134,33 @@ def test_mmpose_samples_equal_live_xtcocotools(name, seed, tmp_path):
     ds = sk.SkeletonKeypoints(root, spec)
     got = _score(ds, ds.read_predictions(res))
     for k, v in zip(skeleton_gen.STAT_KEYS, want):
+        assert got[k] == pytest.approx(v, abs=1e-9, rel=0), k
+
+
+@pytest.mark.parametrize("seed", [900, 901, 902, 903, 904])
+def test_ap10k_equals_live_xtcocotools(seed, tmp_path):
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from bench.data import skeleton_keypoints as sk
+
+    rng = np.random.default_rng(seed)
+    spec = sk.skeleton_spec(OmegaConf.to_container(OmegaConf.load(REPO / "bench/conf/dataset/ap10k.yaml")))
+    if seed == 904:  # the bundled sample (mmpose's real annotations)
+        gt = json.loads(ap10k_gen.SAMPLE_GT.read_text())
+        dets = ap10k_gen.make_dets(rng, gt, 0.2, 5, False, min_copies=1)
+    else:
+        gt = ap10k_gen.make_gt(rng, seed)
+        dets = ap10k_gen.make_dets(rng, gt, 0.5, 4, seed == 901, gt["images"][0]["id"] if seed == 902 else None)
+    root = tmp_path / "ap10k"
+    (root / spec.ann_file).parent.mkdir(parents=True)
+    (root / spec.ann_file).write_text(json.dumps(gt))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(dets))
+    want, _ = ap10k_gen.mmpose_eval(root / spec.ann_file, res)
+    ds = sk.CategoryKeypoints(root, spec)
+    got = _score(ds, ds.read_predictions(res))
+    for k, v in zip(ap10k_gen.STAT_KEYS, want):
         assert got[k] == pytest.approx(v, abs=1e-9, rel=0), k
 
 
