@@ -10,6 +10,13 @@ Camera frame (EMDB 1), per frame:
 - acceleration error: ``mean_j ||(p[t-1] - 2p[t] + p[t+1]) - (g[t-1] - 2g[t] + g[t+1])|| * 30**2`` on the
   pelvis-aligned joints, for t = 2 .. T-3 (WHAM drops the first and the last of the T-2 values).
 
+Joint angles (EMDB 1, eth-ait/emdb ``evaluation_metrics.py``), per frame:
+
+- MPJAE (degrees): the global orientation ``G_j`` of each joint (the local rotations composed down the kinematic
+  chain from the root, camera frame), for EMDB's 9 joints :data:`ANGLE_JOINTS`; per joint the angle of
+  ``G_j^pred (G_j^gt)^T``, ``acos((tr - 1) / 2)`` as ``cv2.Rodrigues`` takes it (0 when ``||vee(R - R^T)|| / 2 <
+  1e-5`` and the cosine is positive); the mean over the 9 joints.
+
 World frame (EMDB 2):
 
 - W-MPJPE100 / WA-MPJPE100: the sequence is cut into chunks of 100 frames (the last one shorter); the predicted
@@ -29,6 +36,10 @@ Every reported value is the mean over all per-frame (or per-contact) values of a
 >>> g = torch.zeros(5, 24, 3, dtype=torch.float64); g[:, :, 0] = torch.arange(5.0)[:, None]  # 1 m per frame
 >>> float(jitter(g).abs().max()), float(rte_percent(2 * g[:, 0], g[:, 0]).max())  # no jerk; RTE of 2x
 (0.0, 50.0)
+>>> turn = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64)  # 90 deg about z
+>>> rest = torch.eye(3, dtype=torch.float64).expand(1, 9, 3, 3)
+>>> joint_angle_error(turn @ rest, rest).tolist()  # every joint off by 90 degrees
+[90.0]
 """
 from __future__ import annotations
 
@@ -45,6 +56,8 @@ HIPS = (1, 2)
 CHUNK = 100
 FPS = 30
 FOOT_VERTICES = (3216, 3387, 6617, 6787)
+#: EMDB's MPJAE joints (``SMPL_OR_JOINTS``): pelvis, hips, knees, shoulders, elbows
+ANGLE_JOINTS = (0, 1, 2, 4, 5, 16, 17, 18, 19)
 CONTACT_M = 1e-2  # GT foot displacement per frame below which a foot is in contact
 
 
@@ -121,6 +134,32 @@ def accel_error(pred: Tensor, target: Tensor, fps: int = FPS) -> Tensor:
     return joint_errors(acc_p, acc_g).mean(dim=-1)[1:-1] * fps ** 2
 
 
+def global_orientations(local: Tensor, parents) -> Tensor:
+    """Global joint rotations ``(..., J, 3, 3)`` of local ones: ``G_j = G_parent(j) @ L_j``, the root (parent < 0)
+    as it is; ``parents`` lists each joint's parent, parents before children (SMPL's kinematic tree)."""
+    out: list[Tensor] = []
+    for j, p in enumerate(int(p) for p in parents):
+        out.append(local[..., j, :, :] if p < 0 else out[p] @ local[..., j, :, :])
+    return torch.stack(out, dim=-3)
+
+
+def rotation_angles(r: Tensor) -> Tensor:
+    """The angle (radians) of rotation matrices ``(..., 3, 3)`` as the norm of ``cv2.Rodrigues``'s vector:
+    ``acos`` of the clamped ``(tr - 1) / 2``, and 0 where ``s = ||(r21 - r12, r02 - r20, r10 - r01)|| / 2 < 1e-5``
+    with a positive cosine (why: near the identity ``acos`` is all rounding; EMDB's angles are OpenCV's)."""
+    vee = torch.stack((r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]), -1)
+    s = torch.sqrt((vee * vee).sum(dim=-1) * 0.25)
+    c = ((r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2] - 1) * 0.5).clamp(-1.0, 1.0)
+    return torch.where((s < 1e-5) & (c > 0), torch.zeros_like(c), torch.acos(c))
+
+
+def joint_angle_error(pred_orients: Tensor, target_orients: Tensor) -> Tensor:
+    """Per-frame MPJAE ``(T,)`` in degrees of global joint orientations ``(T, J, 3, 3)`` (EMDB:
+    ``angle(R_pred R_gt^T)`` per joint, the mean over the joints)."""
+    angles = rotation_angles(pred_orients @ target_orients.transpose(-1, -2))
+    return torch.rad2deg(angles).mean(dim=-1)
+
+
 def camera_errors(pred_joints: Tensor, target_joints: Tensor, pred_verts: Tensor, target_verts: Tensor) -> Tensor:
     """Per-frame ``(MPJPE, PA-MPJPE, PVE)`` ``(T, 3)`` metres, camera frame, each body minus its mid-hip pelvis."""
     pj, pv = align_by_hips(pred_joints, pred_verts)
@@ -130,13 +169,14 @@ def camera_errors(pred_joints: Tensor, target_joints: Tensor, pred_verts: Tensor
 
 
 #: reported keys, each the pooled mean of its per-frame (per-contact for FS) values
-MOTION_METRICS: tuple[str, ...] = ("MPJPE", "PA-MPJPE", "PVE", "ACCEL", "W-MPJPE100", "WA-MPJPE100", "RTE",
-                                   "JITTER", "FS")
-#: the keys of each frame, in WHAM's table order: camera (EMDB 1) and world (EMDB 2)
-FRAME_KEYS: dict[str, tuple[str, ...]] = {"camera": ("PA-MPJPE", "MPJPE", "PVE", "ACCEL"),
+MOTION_METRICS: tuple[str, ...] = ("MPJPE", "PA-MPJPE", "PVE", "ACCEL", "MPJAE", "W-MPJPE100", "WA-MPJPE100",
+                                   "RTE", "JITTER", "FS")
+#: the keys of each group, in the references' table order: camera (EMDB 1, WHAM), angles (EMDB 1, EMDB's own
+#: MPJAE: it needs joint orientations, so it is a group of its own) and world (EMDB 2, WHAM)
+FRAME_KEYS: dict[str, tuple[str, ...]] = {"camera": ("PA-MPJPE", "MPJPE", "PVE", "ACCEL"), "angles": ("MPJAE",),
                                           "world": ("WA-MPJPE100", "W-MPJPE100", "RTE", "JITTER", "FS")}
-#: the inputs each frame's keys read (the other keys of :func:`sequence_values` may be absent)
-FRAME_INPUTS: dict[str, tuple[str, ...]] = {"camera": ("joints_cam", "verts_cam"),
+#: the inputs each group's keys read (the other keys of :func:`sequence_values` may be absent)
+FRAME_INPUTS: dict[str, tuple[str, ...]] = {"camera": ("joints_cam", "verts_cam"), "angles": ("orients_cam",),
                                             "world": ("joints_world", "transl_world", "feet_world")}
 _SCALE = {"MPJPE": 1000.0, "PA-MPJPE": 1000.0, "PVE": 1000.0, "W-MPJPE100": 1000.0, "WA-MPJPE100": 1000.0,
           "FS": 1000.0}
@@ -147,12 +187,15 @@ def sequence_values(pred: dict[str, Tensor], target: dict[str, Tensor],
     """Every per-frame value of one sequence in the reported units (mm, %, 10 m/s^3). Both dicts hold
     ``joints_cam`` ``(T, 24, 3)``, ``verts_cam`` ``(T, 6890, 3)`` (camera frame), ``joints_world`` ``(T, 24, 3)``,
     ``transl_world`` ``(T, 3)`` and ``feet_world`` ``(T, 4, 3)`` (the :data:`FOOT_VERTICES`) (world frame),
-    float64 metres; only the inputs of the selected ``frames`` (:data:`FRAME_INPUTS`) are read."""
+    float64 metres, and ``orients_cam`` ``(T, 9, 3, 3)`` (the camera-frame global orientations of the
+    :data:`ANGLE_JOINTS`, angles); only the inputs of the selected ``frames`` (:data:`FRAME_INPUTS`) are read."""
     raw: dict[str, Tensor] = {}
     if "camera" in frames:
         cam = camera_errors(pred["joints_cam"], target["joints_cam"], pred["verts_cam"], target["verts_cam"])
         raw.update({"MPJPE": cam[:, 0], "PA-MPJPE": cam[:, 1], "PVE": cam[:, 2],
                     "ACCEL": accel_error(align_by_hips(pred["joints_cam"])[0], align_by_hips(target["joints_cam"])[0])})
+    if "angles" in frames:
+        raw["MPJAE"] = joint_angle_error(pred["orients_cam"], target["orients_cam"])
     if "world" in frames:
         w, wa = world_mpjpe(pred["joints_world"], target["joints_world"])
         raw.update({"W-MPJPE100": w, "WA-MPJPE100": wa, "RTE": rte_percent(pred["transl_world"], target["transl_world"]),
@@ -164,8 +207,9 @@ def sequence_values(pred: dict[str, Tensor], target: dict[str, Tensor],
 class WorldMotionError(PoseMetric):
     """EMDB camera-frame and world-frame motion errors (module docstring), pooled over all sequences.
 
-    ``frames``: which keys to score, ``("camera",)`` (EMDB 1: PA-MPJPE MPJPE PVE ACCEL), ``("world",)`` (EMDB 2:
-    WA-MPJPE100 W-MPJPE100 RTE JITTER FS) or both (default); the inputs of the other frame may then be absent.
+    ``frames``: which key groups to score, ``("camera",)`` (EMDB 1: PA-MPJPE MPJPE PVE ACCEL), ``("angles",)``
+    (EMDB 1: MPJAE), ``("world",)`` (EMDB 2: WA-MPJPE100 W-MPJPE100 RTE JITTER FS) or several (default: camera
+    and world); the inputs of the other groups may then be absent.
     ``update(preds, targets)``: one dict per sequence (keys of :func:`sequence_values`; ``target["sample_id"]`` the
     sequence id). Each value is kept with the id ``sequence id * 2**32 + position``, so the evaluation can drop
     the sequences a DistributedSampler pads in and order the rest: the result does not depend on the number of
@@ -188,7 +232,8 @@ class WorldMotionError(PoseMetric):
             raise ValueError(f"WorldMotionError: frames must be some of {tuple(FRAME_KEYS)}, got {tuple(frames)}")
         self.frames = tuple(f for f in FRAME_KEYS if f in frames)
         self.keys = tuple(k for f in self.frames for k in FRAME_KEYS[f])
-        self.headline = tuple(k for f in self.frames for k in FRAME_KEYS[f] if k not in ("ACCEL", "JITTER", "FS"))
+        self.headline = tuple(k for f in self.frames for k in FRAME_KEYS[f]
+                              if k not in ("ACCEL", "MPJAE", "JITTER", "FS"))
         for k in self.keys:
             self.add_state(f"{k}_ids", default=[], dist_reduce_fx="cat")
             self.add_state(f"{k}_values", default=[], dist_reduce_fx="cat")

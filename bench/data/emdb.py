@@ -10,14 +10,18 @@ benchmark subset), ``n_frames``, ``good_frames_mask`` (n_frames,), ``camera`` (`
 Protocol (yohanshin/WHAM ``lib/eval/evaluate_emdb.py``, shared/PROTOCOLS.md; metrics/world_motion.py):
 
 - ``subset=emdb1`` (default; EMDB's own ``evaluate.py`` set): the sequences with ``emdb1`` set, camera frame:
-  PA-MPJPE, MPJPE, PVE, ACCEL. ``subset=emdb2``: the sequences with ``emdb2`` set, world frame: WA-MPJPE100,
-  W-MPJPE100, RTE, JITTER, FS. Sequences in the order of their sorted paths (WHAM's ``sorted(glob(...))``).
+  PA-MPJPE, MPJPE, PVE, ACCEL, and EMDB's MPJAE (eth-ait/emdb ``evaluation_metrics.py``: global orientations of
+  9 joints; EMDB reports it for EMDB 1 only). ``subset=emdb2``: the sequences with ``emdb2`` set, world frame:
+  WA-MPJPE100, W-MPJPE100, RTE, JITTER, FS. Sequences in the order of their sorted paths (WHAM's ``sorted(glob(...))``).
 - only the ``good_frames_mask`` frames, concatenated (chunks, accelerations and jerks run over them as WHAM's do).
 - GT bodies: the pickle's ``gender`` SMPL from ``smpl_dir``, betas repeated over the frames; world: ``poses_root``
   and ``trans`` as they are; camera: the root orientation turned by the extrinsics' rotation, no translation.
   Predicted bodies: neutral SMPL from the predicted parameters (bench/predictions/emdb.py). Joints: the 24 SMPL
-  joints of smplx's output. Everything in float64 (WHAM builds its tensors in float32; the goldens run its
-  steps in float64, where they agree to 1e-9 mm).
+  joints of smplx's output. MPJAE's orientations: the local rotations (exact matrices of the axis-angle, or the
+  predicted matrices as given) composed down the model's kinematic tree; the GT's in the world, then turned by
+  the extrinsics' rotation (EMDB's ``apply_camera_transforms``), the prediction's from its camera-frame root.
+  Everything in float64 (WHAM builds its tensors in float32; the goldens run its steps in float64, where they
+  agree to 1e-9 mm).
 
 One Sample per sequence: every key is a per-sequence computation (chunks, trajectory alignment). SMPL runs
 per sequence in blocks of frames; predictions are turned into bodies only when their sequence is scored, so
@@ -42,9 +46,17 @@ from bench.predictions.emdb import SMPLParams, read_emdb_npz
 from bench.registry import register_dataset
 from bench.safe_pickle import load_pickle
 from bench.types import Prediction, Sample
-from metrics.world_motion import FOOT_VERTICES, FRAME_KEYS, WorldMotionError
+from metrics.world_motion import (
+    ANGLE_JOINTS,
+    FOOT_VERTICES,
+    FRAME_KEYS,
+    WorldMotionError,
+    global_orientations,
+)
 
 SUBSETS = {"emdb1": "camera", "emdb2": "world"}
+#: the key groups (metrics/world_motion.py) each frame scores: EMDB 1 adds EMDB's MPJAE
+GROUPS = {"camera": ("camera", "angles"), "world": ("world",)}
 PATTERN = "*/*/*_data.pkl"
 BLOCK = 128  # frames per SMPL pass (float64 skinning of 6890 vertices: about 110 MB per block)
 
@@ -144,9 +156,15 @@ def smpl_bodies(model, betas: Tensor, body: Tensor, root: Tensor, transl: Tensor
     return torch.cat(joints), torch.cat(verts)
 
 
+def orientations(model, root: Tensor, body: Tensor) -> Tensor:
+    """The global orientations ``(F, 9, 3, 3)`` of the :data:`ANGLE_JOINTS` from local rotation matrices
+    (``root`` ``(F, 1, 3, 3)``, ``body`` ``(F, 23, 3, 3)``) down ``model``'s kinematic tree."""
+    return global_orientations(torch.cat((root, body), dim=1), model.parents.tolist())[:, list(ANGLE_JOINTS)]
+
+
 def _targets(frame: str, model, betas: Tensor, body: Tensor, root_cam: Tensor | None, root_world: Tensor | None,
              trans: Tensor | None, pose2rot: bool) -> dict[str, Tensor]:
-    """What metrics/world_motion.py reads for ``frame``, from SMPL parameters."""
+    """What metrics/world_motion.py reads for ``frame`` (but the orientations), from SMPL parameters."""
     if frame == "camera":
         joints, verts = smpl_bodies(model, betas, body, root_cam, None, pose2rot)
         return {"joints_cam": joints, "verts_cam": verts}
@@ -201,8 +219,12 @@ def gt_targets(seq: EMDBSequence, smpl_dir, frame: str) -> dict[str, Tensor]:
     if frame == "world":
         return _targets(frame, model, betas, body, None, torch.from_numpy(seq.poses_root[g]),
                         torch.from_numpy(seq.trans[g]), True)
-    root = matrix_to_axis_angle(torch.from_numpy(seq.extrinsics[g, :3, :3]) @ exact_matrices(seq.poses_root[g]))
-    return _targets(frame, model, betas, body, root, None, None, True)
+    turn = torch.from_numpy(seq.extrinsics[g, :3, :3])
+    world_root = exact_matrices(seq.poses_root[g])
+    root = matrix_to_axis_angle(turn @ world_root)
+    local_body = exact_matrices(seq.poses_body[g].reshape(-1, 23, 3))
+    orients = turn[:, None] @ orientations(model, world_root[:, None], local_body)
+    return {**_targets(frame, model, betas, body, root, None, None, True), "orients_cam": orients}
 
 
 def predicted_targets(p: SMPLParams, smpl_dir, frame: str) -> dict[str, Tensor]:
@@ -216,8 +238,12 @@ def predicted_targets(p: SMPLParams, smpl_dir, frame: str) -> dict[str, Tensor]:
 
     roots = {k: mats(v, 1) for k, v in p.roots.items()}
     trans = torch.from_numpy(p.trans_world) if p.trans_world is not None else None
-    return _targets(frame, model, torch.from_numpy(p.betas), mats(p.poses_body, 23),
-                    roots.get("poses_root_cam"), roots.get("poses_root_world"), trans, False)
+    body = mats(p.poses_body, 23)
+    out = _targets(frame, model, torch.from_numpy(p.betas), body, roots.get("poses_root_cam"),
+                   roots.get("poses_root_world"), trans, False)
+    if frame == "camera":
+        out["orients_cam"] = orientations(model, roots["poses_root_cam"], body)
+    return out
 
 
 class LazyPredictions(Mapping):
@@ -241,14 +267,14 @@ class EMDBDataset(BenchmarkDataset):
     """The sequences of one EMDB subset, GT bodies from the gendered SMPL in ``smpl_dir``."""
 
     family = "motion"
-    metric_keys = FRAME_KEYS["camera"]
+    metric_keys = tuple(k for group in GROUPS["camera"] for k in FRAME_KEYS[group])
 
     def __init__(self, root: Path, smpl_dir, subset: str = "emdb1", name: str = "emdb", bundled: bool = False):
         super().__init__(name, root, bundled)
         if subset not in SUBSETS:
             raise InputError(None, None, "subset", f"expected one of {tuple(SUBSETS)}, got {subset!r}")
         self.subset, self.frame = subset, SUBSETS[subset]
-        self.metric_keys = FRAME_KEYS[self.frame]
+        self.metric_keys = tuple(k for group in GROUPS[self.frame] for k in FRAME_KEYS[group])
         files = sorted(self.root.glob(PATTERN))
         if not files:
             raise InputError(self.root, None, "data_root", f"no sequence files ({PATTERN}, official EMDB layout)")
@@ -280,7 +306,7 @@ class EMDBDataset(BenchmarkDataset):
         return [s.path for s in self.sequences]
 
     def build_metric(self) -> Metric:
-        return WorldMotionError(frames=(self.frame,))
+        return WorldMotionError(frames=GROUPS[self.frame])
 
     def read_predictions(self, path: Path) -> LazyPredictions:
         """``{sequence}/{field}`` SMPL parameters (bench/predictions/emdb.py); bodies are built per sequence."""

@@ -13,7 +13,8 @@ outputs are), float, metres and radians:
 - ``poses_body``: ``(T, 69)`` axis-angle, or ``(T, 23, 3, 3)`` rotation matrices (WHAM's ``pose2rot=False``);
 - ``betas``: ``(T, 10)`` per frame or ``(10,)`` for the sequence;
 - camera frame (``subset=emdb1``): ``poses_root_cam`` ``(T, 3)`` or ``(T, 3, 3)``; the body is built without
-  translation (only pelvis-aligned errors are scored);
+  translation (only pelvis-aligned errors are scored); with ``poses_body`` it also gives the global joint
+  orientations of EMDB's MPJAE (which is why vertices alone would not do);
 - world frame (``subset=emdb2``): ``poses_root_world`` ``(T, 3)`` or ``(T, 3, 3)`` and ``trans_world`` ``(T, 3)``
   (any world frame: every world key aligns the prediction to the GT first).
 

@@ -1,10 +1,10 @@
 """EMDB (bench/data/emdb.py, bench/predictions/emdb.py) end to end against WHAM's own evaluation steps.
 
 ``tests/data/emdb_reader_golden/golden.json`` holds what yohanshin/WHAM's ``evaluate_emdb.py`` steps (its GT and
-prediction construction through smplx, its ``eval_utils`` functions) and eth-ait/emdb's
-``compute_positional_errors`` returned on the bundled synthetic sample with the predictions of
-``tests/data/emdb_reader_golden/inputs.py`` (two cases, both subsets); its PROVENANCE.md has the command. The
-SMPL files are the synthetic SMPL-format model of tests/smpl_synthetic.py, written to a tmp folder.
+prediction construction through smplx, its ``eval_utils`` functions), eth-ait/emdb's
+``compute_positional_errors`` and its ``compute_metrics`` (MPJAE, degrees) returned on the bundled synthetic
+sample with the predictions of ``tests/data/emdb_reader_golden/inputs.py`` (two cases, both subsets); its
+PROVENANCE.md has the command. The SMPL files are the synthetic SMPL-format model of tests/smpl_synthetic.py, written to a tmp folder.
 """
 from __future__ import annotations
 
@@ -123,10 +123,11 @@ def test_reader_options_and_variants(case):
     _, smpl, _ = case
     one, two = EMDBDataset(SAMPLE, smpl), EMDBDataset(SAMPLE, smpl, subset="emdb2")
     assert (one.variant, two.variant) == ("", "subset=emdb2")
-    assert one.metric_keys == ("PA-MPJPE", "MPJPE", "PVE", "ACCEL")
+    assert one.metric_keys == ("PA-MPJPE", "MPJPE", "PVE", "ACCEL", "MPJAE")
     assert two.metric_keys == ("WA-MPJPE100", "W-MPJPE100", "RTE", "JITTER", "FS")
-    assert set(one[0].target) == {"joints_cam", "verts_cam", "sample_id"}
+    assert set(one[0].target) == {"joints_cam", "verts_cam", "orients_cam", "sample_id"}
     assert one[0].target["verts_cam"].shape == (124, 6890, 3) and one[0].target["verts_cam"].dtype == torch.float64
+    assert one[0].target["orients_cam"].shape == (124, 9, 3, 3)
     with pytest.raises(InputError, match="field 'subset'"):
         EMDBDataset(SAMPLE, smpl, subset="emdb3")
     with pytest.raises(InputError, match="field 'smpl_dir'"):
@@ -219,10 +220,11 @@ def _rows(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_cli_devices_and_bundled_sample(case, tmp_path, capsys):
+@pytest.mark.parametrize("subset", ["emdb1", "emdb2"])
+def test_cli_devices_and_bundled_sample(case, tmp_path, capsys, subset):
     """The bundled sample (no data_root), devices=1 in this process and devices=2 through ``python -m bench``."""
     _, smpl, files = case
-    args = (f"smpl_dir={smpl}", f"predictions={files['axis_angle_every_frame']}", "dataset.subset=emdb2",
+    args = (f"smpl_dir={smpl}", f"predictions={files['axis_angle_every_frame']}", f"dataset.subset={subset}",
             "batch_size=1", "bootstrap.samples=50")
     assert _main(*args, "devices=1", f"out={tmp_path / '1'}", tmp=tmp_path) == 0, capsys.readouterr().err
     assert "BUNDLED SAMPLE" in capsys.readouterr().out
@@ -232,11 +234,13 @@ def test_cli_devices_and_bundled_sample(case, tmp_path, capsys):
     out = {n: json.loads((tmp_path / str(n) / "metrics.json").read_text()) for n in (1, 2)}
     assert out[1]["metrics"] == out[2]["metrics"] and out[2]["provenance"]["world_size"] == 2
     rows = [_rows(tmp_path / lb / "motion" / "emdb.csv") for lb in ("lb", "lb2")]
-    assert rows[0] == rows[1] and rows[0][0]["variant"] == "subset=emdb2"
-    ref = GOLDEN["cases"]["axis_angle_every_frame"]["emdb2"]["mean"]
-    for k in ("WA-MPJPE100", "W-MPJPE100", "RTE", "JITTER", "FS"):
+    assert rows[0] == rows[1] and rows[0][0]["variant"] == ("" if subset == "emdb1" else "subset=emdb2")
+    ref = GOLDEN["cases"]["axis_angle_every_frame"][subset]["mean"]
+    keys = EMDBDataset(SAMPLE, smpl, subset=subset).metric_keys
+    for k in keys:
         assert out[1]["metrics"][k] == pytest.approx(ref[k], abs=TOL), k
-    assert out[1]["metrics"]["WA-MPJPE100_ci_low"] < ref["WA-MPJPE100"] < out[1]["metrics"]["WA-MPJPE100_ci_high"]
+    head = keys[0]
+    assert out[1]["metrics"][f"{head}_ci_low"] < ref[head] < out[1]["metrics"][f"{head}_ci_high"]
 
 
 def test_cli_errors_are_one_line(case, tmp_path, capsys):

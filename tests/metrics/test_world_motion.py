@@ -90,7 +90,41 @@ def test_metric_pools_sequences_and_drops_padding(sequences):
         for i in order:
             m.update([pairs[i][0]], [{**pairs[i][1], "sample_id": torch.tensor(i)}])
         results.append(m.compute())
-    assert set(results[0]) == set(wm.MOTION_METRICS)
-    for k in wm.MOTION_METRICS:
+    assert set(results[0]) == set(wm.MOTION_METRICS) - {"MPJAE"}  # the default groups: camera and world
+    for k in results[0]:
         assert float(results[0][k]) == pytest.approx(GOLDEN["mean"][k], abs=TOL), k
         assert torch.equal(results[0][k], results[1][k]), k
+
+
+def _about_z(angle: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos(angle), torch.sin(angle)
+    z, o = torch.zeros_like(c), torch.ones_like(c)
+    return torch.stack([torch.stack([c, -s, z], -1), torch.stack([s, c, z], -1), torch.stack([z, z, o], -1)], -2)
+
+
+def test_rotation_angles_follow_opencv_rodrigues():
+    """The angle of known rotations; below OpenCV's ``s < 1e-5`` (with a positive cosine) it is 0, and a half turn
+    (``s = 0``, cosine -1) is pi."""
+    from scipy.spatial.transform import Rotation
+
+    axis = np.array([0.48, -0.6, 0.64])
+    angles = np.array([0.3, 2.5, np.pi - 1e-3, 3e-5, 1e-5, 0.0, np.pi])
+    r = torch.from_numpy(Rotation.from_rotvec(angles[:, None] * axis).as_matrix())
+    got = wm.rotation_angles(r).numpy()
+    np.testing.assert_allclose(got, [0.3, 2.5, np.pi - 1e-3, 3e-5, 0.0, 0.0, np.pi], rtol=0, atol=1e-11)
+
+
+def test_mpjae_composes_the_kinematic_chain():
+    """Every local joint turned 0.1 rad about z: joint j's global orientation is off by 0.1 x (its depth + 1); MPJAE
+    averages EMDB's 9 joints (depths 0, 1, 1, 2, 2, 5, 5, 6, 6)."""
+    from tests.smpl_synthetic import SMPL_PARENTS
+
+    local = _about_z(torch.full((2, 24), 0.1, dtype=torch.float64))
+    rest = torch.eye(3, dtype=torch.float64).expand(2, 24, 3, 3)
+    pred = wm.global_orientations(local, SMPL_PARENTS)[:, list(wm.ANGLE_JOINTS)]
+    target = wm.global_orientations(rest, SMPL_PARENTS)[:, list(wm.ANGLE_JOINTS)]
+    want = np.degrees(0.1) * np.mean([1, 2, 2, 3, 3, 6, 6, 7, 7])
+    np.testing.assert_allclose(wm.joint_angle_error(pred, target).numpy(), [want, want], rtol=1e-12)
+    m = wm.WorldMotionError(frames=("angles",))
+    m.update([{"orients_cam": pred}], [{"orients_cam": target, "sample_id": torch.tensor(0)}])
+    assert set(m.compute()) == {"MPJAE"} and float(m.compute()["MPJAE"]) == pytest.approx(want, rel=1e-12)
