@@ -1,6 +1,7 @@
 """Generate the bundled synthetic YCB-V sample (bench/data/samples/ycbv) deterministically.
 
-    python scripts/make_ycbv_sample.py [OUT_DIR]        # default: bench/data/samples/ycbv
+    python scripts/make_ycbv_sample.py [OUT_DIR]                  # default: bench/data/samples/ycbv
+    python scripts/make_ycbv_sample.py --image-files [OUT_DIR]    # only the RGB/mask/COCO/detection files
 
 What it writes, in the official BOP layout (only what the BOP19 evaluation reads, plus camera_uw.json):
 
@@ -20,11 +21,28 @@ What it writes, in the official BOP layout (only what the BOP19 evaluation reads
 - ``test_targets_bop19.json``: ``enumerate_test_targets.py`` (min visib_fract 0.1; objects in GT order).
 - ``test_targets_bop24.json``: one ``{"im_id", "scene_id"}`` per image (BOP 2024 6D detection targets).
 
+Then, from those files (:func:`add_image_files`; ``--image-files`` runs only this step on an existing sample):
+
+- ``rgb/NNNNNN.png``: the objects of ``scene_gt.json`` rendered with the same rasteriser, each visible pixel in
+  one flat colour per object id, the rest table grey (no shading, no noise): an image for RGB methods (GDRNPP).
+- ``mask/`` and ``mask_visib/NNNNNN_MMMMMM.png`` (0/255): the toolkit's ``calc_gt_masks.py`` (object alone > 0;
+  bop19 visibility against the depth PNG, delta 15 mm: the pixels that ``scene_gt_info.json`` counts).
+- ``scene_gt_coco.json``: ``calc_gt_coco.py`` (amodal boxes from ``mask``, uncompressed RLE of ``mask_visib``,
+  ``ignore`` = visib_fract < 0.1, ids from 1 per scene; the toolkit's ``save_json`` layout), with a fixed date
+  (``COCO_DATE``) where the toolkit writes the current time, so that reruns give the same bytes.
+- ``detections_gt_boxes.json``: 2D detections in GDRNPP's ``test_bboxes`` layout (``{"scene/im": [{"bbox_est",
+  "obj_id", "score", "time"}]}``): per GT instance with a non-empty visible mask its visible-mask box, score 1.0,
+  time 0.0: stand-ins for a detector's output (no detector ran).
+
+This second step reads the poses and depth from the files, as the toolkit's scripts do, so that it matches the
+committed depth PNGs and poses even where this platform's float rounding would regenerate them 1 ulp apart.
+
 Everything comes from ``numpy.random.default_rng(SEED)``, so rerunning gives the same files.
 """
 
 from __future__ import annotations
 
+import colorsys
 import json
 import shutil
 import sys
@@ -47,6 +65,9 @@ DEPTH_SCALE = 0.1
 DELTA = 15.0
 SCENES = {48: [1, 25, 49], 53: [1, 37, 73], 58: [1, 41, 81]}
 OBJECTS_PER_SCENE = 5
+TABLE_RGB = (128, 128, 128)
+COCO_DATE = "2026-12-05 00:00:00.000000"  # calc_gt_coco.py writes the current time here
+MAX_PIXEL_DIFF = 2  # mask_visib vs the committed px_count_visib (see add_image_files)
 
 
 # ------------------------------------------------------------------------------------------ meshes
@@ -256,8 +277,9 @@ def dist_image(depth: np.ndarray) -> np.ndarray:
     return np.sqrt((px * depth) ** 2 + (py * depth) ** 2 + depth.astype(np.float64) ** 2)
 
 
-def gt_info(models, gts, depth_mm: np.ndarray) -> list[dict]:
-    """Toolkit ``calc_gt_info.py`` for one image (bop19 visibility, delta 15)."""
+def gt_info(models, gts, depth_mm: np.ndarray, masks: list | None = None) -> list[dict]:
+    """Toolkit ``calc_gt_info.py`` for one image (bop19 visibility, delta 15). ``masks`` receives per GT instance
+    the two masks of ``calc_gt_masks.py`` (object alone > 0, its visible part), from the same renders."""
     Kl = K.copy()
     Kl[0, 2] += W
     Kl[1, 2] += H
@@ -275,6 +297,8 @@ def gt_info(models, gts, depth_mm: np.ndarray) -> list[dict]:
         diff = dist_gt.astype(np.float32) - dist_im.astype(np.float32)
         visib = ((diff <= DELTA) | (dist_im == 0)) & (dist_gt > 0)
         all_mask = large > 0
+        if masks is not None:
+            masks.append((d_gt > 0, visib))
         n_all = int(all_mask.sum())
         n_valid = int((dist_im[dist_gt > 0] > 0).sum())
         n_visib = int(visib.sum())
@@ -332,6 +356,100 @@ def make_depth(rng, models, world, R_w2c, t_w2c, table) -> tuple[np.ndarray, lis
     png = np.clip(np.round(noisy / DEPTH_SCALE), 0, 65535).astype(np.uint16)
     png[missing] = 0
     return png, gts
+
+
+# ------------------------------------------------------------------------------------------ image files
+
+
+def object_colour(obj_id: int) -> tuple[int, int, int]:
+    """A fixed flat colour per object id (hues a golden angle apart)."""
+    r, g, b = colorsys.hsv_to_rgb((obj_id * 0.618034) % 1.0, 0.75, 0.9)
+    return round(255 * r), round(255 * g), round(255 * b)
+
+
+def mask_box(mask: np.ndarray) -> list[int]:
+    """pycoco_utils ``bbox_from_binary_mask``: [x, y, w, h], pixels inclusive."""
+    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+
+
+def mask_rle(mask: np.ndarray) -> dict:
+    """pycoco_utils ``binary_mask_to_rle``: column-major run lengths, starting with a background run."""
+    flat = mask.ravel(order="F")
+    change = np.flatnonzero(np.concatenate([[True], flat[:-1] != flat[1:], [True]]))
+    return {"counts": ([0] if flat[0] else []) + np.diff(change).tolist(), "size": list(mask.shape)}
+
+
+def save_json_like_toolkit(path: Path, content: dict) -> None:
+    """bop_toolkit ``inout.save_json`` of a dict: sorted keys, one ``json.dumps(sort_keys=True)`` line each."""
+    path.write_text("{\n" + ",\n".join(f'  "{k}": {json.dumps(v, sort_keys=True)}' for k, v in sorted(content.items()))
+                    + "\n}")
+
+
+def flat_rgb(models, gts: list[dict]) -> np.ndarray:
+    """(H, W, 3) uint8: the nearest object's colour at each pixel (the table never occludes: objects rest on it)."""
+    meshes = [(torch.from_numpy(models[g["obj_id"]][0]), torch.from_numpy(models[g["obj_id"]][1])) for g in gts]
+    Rs = torch.tensor([g["cam_R_m2c"] for g in gts], dtype=torch.float64).reshape(-1, 3, 3)
+    ts = torch.tensor([g["cam_t_m2c"] for g in gts], dtype=torch.float64).reshape(-1, 3)
+    _, labels = render_scene_depth(meshes, Rs, ts, torch.from_numpy(K), H, W, return_labels=True)
+    palette = np.array([object_colour(g["obj_id"]) for g in gts] + [TABLE_RGB], dtype=np.uint8)
+    return palette[labels.numpy()]  # label -1 (no object) -> the last entry
+
+
+def add_image_files(out: Path) -> None:
+    """rgb/, mask/, mask_visib/, scene_gt_coco.json per scene and detections_gt_boxes.json, from the sample's
+    scene_gt.json, scene_gt_info.json and depth PNGs (see the module docstring)."""
+    models, _ = make_models(np.random.default_rng(SEED))  # the meshes the depth was rendered from (float64)
+    categories = [{"id": o, "name": str(o), "supercategory": "ycbv"} for o in sorted(models)]
+    info = {"contributor": "", "date_created": COCO_DATE + "+00:00", "description": "ycbv_test",
+            "url": "https://github.com/thodan/bop_toolkit", "version": "0.1.0", "year": int(COCO_DATE[:4])}
+    detections = {}
+    for scene_id, im_ids in SCENES.items():
+        sdir = out / "test" / f"{scene_id:06d}"
+        scene_gt = json.loads((sdir / "scene_gt.json").read_text())
+        scene_info = json.loads((sdir / "scene_gt_info.json").read_text())
+        scale = json.loads((sdir / "scene_camera.json").read_text())
+        for folder in ("rgb", "mask", "mask_visib"):
+            shutil.rmtree(sdir / folder, ignore_errors=True)
+            (sdir / folder).mkdir()
+        coco = {"annotations": [], "categories": categories, "images": [], "info": info, "licenses": []}
+        ann_id = 1
+        for im_id in im_ids:
+            gts, infos = scene_gt[str(im_id)], scene_info[str(im_id)]
+            depth_mm = np.asarray(Image.open(sdir / "depth" / f"{im_id:06d}.png")).astype(np.float32) * np.float32(
+                scale[str(im_id)]["depth_scale"])
+            masks: list[tuple[np.ndarray, np.ndarray]] = []
+            for j, (mine, theirs) in enumerate(zip(gt_info(models, gts, depth_mm, masks), infos)):
+                # the committed counts came from an earlier state of the rasteriser: edge pixels may differ
+                if abs(mine["px_count_visib"] - theirs["px_count_visib"]) > MAX_PIXEL_DIFF:
+                    raise RuntimeError(f"scene {scene_id} image {im_id} GT {j}: px_count_visib "
+                                       f"{theirs['px_count_visib']} in scene_gt_info.json, {mine['px_count_visib']} "
+                                       "in mask_visib")
+            Image.fromarray(flat_rgb(models, gts)).save(sdir / "rgb" / f"{im_id:06d}.png", optimize=True)
+            coco["images"].append({"coco_url": "", "date_captured": COCO_DATE, "file_name": f"rgb/{im_id:06d}.png",
+                                   "flickr_url": "", "height": H, "id": im_id, "license": 1, "width": W})
+            dets = []
+            for j, (g, inf, (full, visib)) in enumerate(zip(gts, infos, masks)):
+                for folder, m in (("mask", full), ("mask_visib", visib)):
+                    Image.fromarray(m.astype(np.uint8) * 255).save(sdir / folder / f"{im_id:06d}_{j:06d}.png",
+                                                                   optimize=True)
+                if not visib.any():
+                    continue
+                dets.append({"bbox_est": mask_box(visib), "obj_id": g["obj_id"], "score": 1.0, "time": 0.0})
+                if not full.any():
+                    continue
+                coco["annotations"].append({
+                    "area": int(visib.sum()), "bbox": mask_box(full), "category_id": g["obj_id"], "height": H,
+                    "id": ann_id, "ignore": bool(inf["visib_fract"] < 0.1), "image_id": im_id, "iscrowd": 0,
+                    "segmentation": mask_rle(visib), "width": W})
+                ann_id += 1
+            detections[f"{scene_id}/{im_id}"] = dets
+        save_json_like_toolkit(sdir / "scene_gt_coco.json", coco)
+    (out / "detections_gt_boxes.json").write_text(
+        "{\n" + ",\n".join(f'  "{k}": {json.dumps(d, sort_keys=True)}' for k, d in detections.items()) + "\n}\n")
+
+
+# ------------------------------------------------------------------------------------------ main
 
 
 def main(out: Path) -> None:
@@ -401,8 +519,15 @@ def main(out: Path) -> None:
         "[\n" + ",\n".join(f"  {json.dumps({'im_id': i, 'scene_id': s}, sort_keys=True)}"
                             for s, ims in SCENES.items() for i in ims) + "\n]\n"
     )
+    add_image_files(out)
     print(f"wrote {out}: {len(targets)} targets")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "bench" / "data" / "samples" / "ycbv")
+    args = [a for a in sys.argv[1:] if a != "--image-files"]
+    target = Path(args[0]) if args else REPO / "bench" / "data" / "samples" / "ycbv"
+    if "--image-files" in sys.argv[1:]:
+        add_image_files(target)
+        print(f"wrote the RGB, mask, COCO and detection files of {target}")
+    else:
+        main(target)

@@ -90,12 +90,12 @@ def official_layout(num_classes: int, depths, dims, feat_dim: int = 256, num_reg
 SMALL = {"num_classes": 3, "backbone": "convnext_atto", "in_dim": 320, "feat_dim": 32}
 
 
-def small_checkpoint(path, seed: int = 0, wrap: bool = True) -> dict[str, torch.Tensor]:
-    """An official-layout state dict of a small variant (convnext_atto, feat_dim 32, 3 classes), random values of
-    a sane scale (unit GroupNorm/LayerNorm weights), saved as detectron2 does: ``{"model": sd}``."""
+def small_checkpoint(path, seed: int = 0, wrap: bool = True, num_classes: int = 3) -> dict[str, torch.Tensor]:
+    """An official-layout state dict of a small variant (convnext_atto, feat_dim 32, 3 classes unless told), random
+    values of a sane scale (unit GroupNorm/LayerNorm weights), saved as detectron2 does: ``{"model": sd}``."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
-    for k, shape in official_layout(3, *CONVNEXT_ATTO, feat_dim=32, conv_mlp=True).items():
+    for k, shape in official_layout(num_classes, *CONVNEXT_ATTO, feat_dim=32, conv_mlp=True).items():
         if len(shape) == 1 and k.endswith(("weight", "gamma")):
             sd[k] = torch.ones(shape) if not k.endswith("gamma") else torch.full(shape, 0.1)
         else:
