@@ -32,6 +32,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -46,7 +47,9 @@ class BootstrapStats:
     """What a metric gives the bootstrap: unit ids (ascending, unique), keys and ``statistic``.
 
     ``statistic(w)`` takes float64 weights ``(B, n)`` (how often each unit was drawn) and returns
-    ``(B, len(keys))`` float64; ``w = ones`` must give the metric's own value.
+    ``(B, len(keys))`` float64; ``w = ones`` must give the metric's own value. ``count_statistic``, when given,
+    is the same function for whole-number draw counts, handed over as integers laid out ``(n, B)`` (C order):
+    a kernel that sums counts exactly can skip the float conversion and the transpose.
     """
 
     ids: Tensor
@@ -54,29 +57,39 @@ class BootstrapStats:
     statistic: Callable[[Tensor], Tensor]
     unit: str
     cost: int = 0  # largest intermediate per replicate, in elements (0: the number of units)
+    count_statistic: Callable[[np.ndarray], Tensor] | None = None
 
     def evaluate(self, weights: Tensor) -> Tensor:
-        """``statistic`` over chunks of replicates (bounded memory whatever B)."""
+        """``statistic`` over chunks of replicates (bounded memory whatever B); integer ``weights`` (draw
+        counts) go to ``count_statistic`` when there is one."""
+        if self.count_statistic is not None and not weights.is_floating_point():
+            return self.count_statistic(np.ascontiguousarray(weights.cpu().numpy().T))
+        if not weights.is_floating_point():
+            weights = weights.to(torch.float64)
         per = max(int(self.cost) or int(self.ids.numel()), 1)
         step = max(1, _CHUNK_ELEMS // per)
         return torch.cat([self.statistic(weights[i:i + step]) for i in range(0, weights.shape[0], step)])
 
 
-def resample_counts(n: int, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED, chunk: int = 256) -> Tensor:
-    """``(samples, n)`` float64 draw counts: row b counts how often each of n units was drawn (n draws).
+def resample_counts(n: int, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED, chunk: int = 256,
+                    dtype: torch.dtype = torch.float64) -> Tensor:
+    """``(samples, n)`` draw counts: row b counts how often each of n units was drawn (n draws).
 
     The draws are ``torch.randint`` from one seeded CPU generator, in chunks of rows (same numbers whatever
-    the chunk size, since the generator is consumed row block after row block in order).
+    the chunk size, since the generator is consumed row block after row block in order). The counts are
+    summed as integers (int16 while n < 32768: no count can pass n) and returned as ``dtype``: float64 weights
+    by default, or the integers themselves (``dtype=None``) for a ``count_statistic``.
     """
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    out = torch.zeros(samples, n, dtype=torch.float64)
-    if n == 0:
-        return out
-    for start in range(0, samples, chunk):
-        rows = min(chunk, samples - start)
-        idx = torch.randint(0, n, (rows, n), generator=gen)
-        out[start:start + rows].scatter_add_(1, idx, torch.ones(rows, n, dtype=torch.float64))
-    return out
+    itype = torch.int16 if n <= torch.iinfo(torch.int16).max else torch.int32
+    out = torch.zeros(samples, n, dtype=itype)
+    if n > 0:
+        one = torch.ones((), dtype=itype)
+        for start in range(0, samples, chunk):
+            rows = min(chunk, samples - start)
+            idx = torch.randint(0, n, (rows, n), generator=gen)
+            out[start:start + rows].scatter_add_(1, idx, one.expand(rows, n))
+    return out if dtype is None else out.to(dtype)
 
 
 def percentile_interval(values: Tensor, level: float = DEFAULT_LEVEL) -> tuple[Tensor, Tensor]:
@@ -94,7 +107,7 @@ def confidence_intervals(stats: BootstrapStats, samples: int = DEFAULT_SAMPLES, 
     n = int(stats.ids.numel())
     if n == 0 or samples <= 0:
         return {f"{k}_ci_{s}": math.nan for k in stats.keys for s in ("low", "high")}
-    reps = stats.evaluate(resample_counts(n, samples, seed))
+    reps = stats.evaluate(resample_counts(n, samples, seed, dtype=None))
     lo, hi = percentile_interval(reps, level)
     out = {}
     for j, k in enumerate(stats.keys):

@@ -714,7 +714,11 @@ def image_ap_bootstrap(res: KeypointAPResult, ids: Tensor) -> BootstrapStats:
             ap = _weighted_ap(np.ascontiguousarray(wn), *slots, *flags, rthr64, eps)
         return torch.from_numpy(ap)[:, None]
 
-    return BootstrapStats(ids, ("AP",), statistic, "image")
+    def counted(wt: np.ndarray) -> Tensor:  # draw counts, (units, B)
+        return torch.from_numpy(_count_weighted_ap(wt, slots[0], code, slots[1], flags[2], rthr64, eps,
+                                                   _COUNT_CHUNK))[:, None]
+
+    return BootstrapStats(ids, ("AP",), statistic, "image", count_statistic=counted)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -758,7 +762,7 @@ def _weighted_ap(w, det_slot, gt_slot, tp, fp, gt_reg, rthr, eps):  # pragma: no
     return out
 
 
-_COUNT_CHUNK = 128  # replicates per task of _count_weighted_ap: wide enough to vectorise, small enough for cache
+_COUNT_CHUNK = 256  # replicates per task of _count_weighted_ap: wide enough to vectorise, small enough for cache
 
 
 def _as_counts(w: np.ndarray) -> np.ndarray | None:
@@ -767,6 +771,20 @@ def _as_counts(w: np.ndarray) -> np.ndarray | None:
     if w.size == 0 or w.min() < 0 or w.max() > np.iinfo(np.int16).max or not np.array_equal(w, np.floor(w)):
         return None
     return np.ascontiguousarray(w.T.astype(np.int16))
+
+
+@numba.njit(cache=True)
+def _recall_count(r, npig):  # pragma: no cover - compiled
+    """The smallest whole TP count m whose recall ``m / npig`` (a float division, as pycocotools') is not below
+    ``r``: recall is non-decreasing in m, so 'recall reaches r' becomes the integer test ``tp >= m``."""
+    if not npig > 0:
+        return 0.0
+    m = math.ceil(r * npig)
+    while m > 0 and not (m - 1) / npig < r:
+        m -= 1
+    while m / npig < r:
+        m += 1
+    return float(m)
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
@@ -780,13 +798,25 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
     a TP, and a leading FP point has precision 0), so the interpolated precision q[r] is the maximum of the
     precisions of the TP points whose recall reaches rthr[r], and a point that reaches nothing adds nothing
     (0.0), as before. Per replicate the q[r] are added in the same (threshold, recall) order, so the sum is the
-    same float. The FP counts are plain integer adds over a block of replicates, the divisions happen at TP
-    points only, and the flags are one byte per (threshold, detection).
+    same float.
+
+    No division per point: recall reaching a threshold is ``tp >= need`` with the integer table of
+    :func:`_recall_count`, and the best point of a recall bin is kept as its counts (n = tp, d = tp + fp),
+    compared exactly by cross-multiplication (products of counts are exact in float64). Correctly rounded
+    division is monotone, so the largest ratio gives the largest float precision n / (d + eps); the one pair
+    of equal ratios with different floats is 1/1 (d + eps rounds up: 1 - 2^-52) against n/n, n >= 2 (1.0),
+    broken towards n/n. The division happens once per recall bin, when the replicate's recall leaves it.
     """
     B = wt.shape[1]
     T, D = code.shape
     R = rthr.shape[0]
     out = np.empty(B)
+    code_dt = np.ascontiguousarray(code.T)  # (D, T): a detection's flags for every threshold side by side
+    active = np.zeros(D, np.bool_)
+    for d in range(D):
+        for t in range(T):
+            if code_dt[d, t] != 0:
+                active[d] = True
     n_chunks = (B + chunk - 1) // chunk
     for c in numba.prange(n_chunks):
         b0 = c * chunk
@@ -796,55 +826,77 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
             row = wt[gt_slot[g], b0:b0 + nb]  # a slice first: the loops below then vectorise (7x)
             for k in range(nb):
                 npig[k] += row[k] * gt_reg[g]
-        total = np.zeros(nb)
-        tp = np.zeros(nb, np.int32)
-        fp = np.zeros(nb, np.int32)
-        ptr = np.zeros(nb, np.int64)
-        rc = np.empty(nb)
-        pr = np.empty(nb)
-        cur = np.empty(nb)  # the largest precision of the points in the recall bin the replicate is in
-        best = np.empty((nb, R))
+        need = np.empty((nb, R + 1))  # need[k, p]: TP count at which replicate k's recall reaches rthr[p]
+        for k in range(nb):
+            for p in range(R):
+                need[k, p] = _recall_count(rthr[p], npig[k])
+            need[k, R] = np.inf
+        # per threshold t and replicate k: TP and FP counts, the recall bin (ptr) and the count that leaves it
+        # (nxt), the best point of the bin (n = tp, -1: none; d = tp + fp) and the best precision of each bin
+        tp = np.zeros((T, nb), np.int32)
+        fp = np.zeros((T, nb), np.int32)
+        ptr = np.zeros((T, nb), np.int64)
+        nxt = np.empty((T, nb))
+        bn = np.full((T, nb), -1.0)
+        bd = np.ones((T, nb))
+        best = np.full((T, nb, R), -1.0)  # -1: no TP point reaches this recall bin (yet)
         for t in range(T):
-            tp[:] = 0
-            fp[:] = 0
-            ptr[:] = 0
-            cur[:] = -1.0
-            best[:, :] = -1.0  # no TP point reaches this recall bin (yet)
-            for d in range(D):
-                cd = code[t, d]
+            for k in range(nb):
+                nxt[t, k] = need[k, 0]
+        nw = (nb + 7) // 8
+        flags = np.zeros(nw * 8, np.uint8)  # which replicates' recall reached the next threshold at this point
+        words = flags.view(np.uint64)  # eight flags per word: most points move no replicate
+        for d in range(D):  # each detection's draw counts are read once for all thresholds
+            if not active[d]:
+                continue
+            row = wt[det_slot[d], b0:b0 + nb]
+            for t in range(T):
+                cd = code_dt[d, t]
                 if cd == 0:
                     continue
-                row = wt[det_slot[d], b0:b0 + nb]
                 if cd == 2:
+                    f = fp[t]
                     for k in range(nb):
-                        fp[k] += row[k]
+                        f[k] += row[k]
                     continue
-                for k in range(nb):  # an undrawn TP (weight 0) repeats the previous point: harmless, no branch
-                    tp[k] += row[k]
-                    tps = float(tp[k])
-                    rc[k] = tps / npig[k]
-                    pr[k] = tps / (float(fp[k]) + tps + eps)
-                for k in range(nb):  # the bin's running maximum; written to ``best`` when recall leaves the bin
-                    p = ptr[k]
-                    if p < R and not rc[k] < rthr[p]:  # rare: recall reaches the next threshold(s)
-                        if p > 0:
-                            best[k, p - 1] = max(best[k, p - 1], cur[k])
+                tpt, fpt, nxtt, bnt, bdt = tp[t], fp[t], nxt[t], bn[t], bd[t]
+                for k in range(nb):  # branch-free (vectorises); an undrawn TP repeats the previous point: harmless
+                    tpt[k] += row[k]
+                    n = float(tpt[k])
+                    den = n + float(fpt[k])
+                    stay = n < nxtt[k]
+                    better = stay & ((n * bdt[k] > bnt[k] * den) | ((bdt[k] == 1.0) & (n == den) & (den > 1.0)))
+                    bnt[k] = n if better else bnt[k]
+                    bdt[k] = den if better else bdt[k]
+                    flags[k] = n >= nxtt[k]
+                for w in range(nw):  # rare: recall reaches the next threshold(s); the bin left gets its best
+                    if words[w] == 0:
+                        continue
+                    for k in range(w * 8, min(nb, w * 8 + 8)):
+                        if not flags[k]:
+                            continue
+                        n = float(tpt[k])
+                        p = ptr[t, k]
+                        if p > 0 and bnt[k] >= 0.0:
+                            best[t, k, p - 1] = max(best[t, k, p - 1], bnt[k] / ((bdt[k] - bnt[k]) + bnt[k] + eps))
                         p += 1
-                        while p < R and not rc[k] < rthr[p]:
+                        while p < R and not n < need[k, p]:
                             p += 1
-                        ptr[k] = p
-                        cur[k] = pr[k]
-                    else:
-                        cur[k] = max(cur[k], pr[k])
+                        ptr[t, k] = p
+                        nxtt[k] = need[k, p]
+                        bnt[k] = n
+                        bdt[k] = n + float(fpt[k]) if n > 0.0 else 1.0  # precision 0 whatever d (d = 0 too: 0 / eps)
+        total = np.zeros(nb)
+        for t in range(T):
             for k in range(nb):
-                if ptr[k] > 0:
-                    best[k, ptr[k] - 1] = max(best[k, ptr[k] - 1], cur[k])
-            for k in range(nb):  # q[r] = max over bins >= r; add in recall order
-                for r in range(R - 2, -1, -1):
-                    best[k, r] = max(best[k, r], best[k, r + 1])
+                p = ptr[t, k]
+                if p > 0 and bn[t, k] >= 0.0:
+                    best[t, k, p - 1] = max(best[t, k, p - 1], bn[t, k] / ((bd[t, k] - bn[t, k]) + bn[t, k] + eps))
+                for r in range(R - 2, -1, -1):  # q[r] = max over bins >= r; add in recall order
+                    best[t, k, r] = max(best[t, k, r], best[t, k, r + 1])
                 for r in range(R):
-                    if best[k, r] >= 0.0:
-                        total[k] += best[k, r]
+                    if best[t, k, r] >= 0.0:
+                        total[k] += best[t, k, r]
         for k in range(nb):
             out[b0 + k] = total[k] / (T * R) if npig[k] > 0 else np.nan
     return out

@@ -249,6 +249,8 @@ def test_draw_count_kernel_gives_the_float_weight_kernel_bit_for_bit():
     ref = reference(w)
     assert math.isnan(ref[0]) and not np.isnan(ref[1:]).any()
     assert np.array_equal(got, ref, equal_nan=True)
+    counts = w.to(torch.int16)  # what confidence_intervals hands over: integer draw counts
+    assert np.array_equal(bs.evaluate(counts)[:, 0].numpy(), ref, equal_nan=True)
     assert got[1] == pytest.approx(float(m.compute()["AP"]), abs=1e-12)  # summed in another order: see above
     half = w[1:5] * 0.5  # not whole numbers: the float kernel
     assert kap._as_counts(half.numpy()) is None

@@ -453,7 +453,14 @@ class BOPCocoAP(PoseMetric):
                 per_cat.append(torch.from_numpy(ap))
             return torch.stack(per_cat, 1).nanmean(1)[:, None]
 
-        return BootstrapStats(ids, ("AP",), statistic, self.bootstrap_unit)
+        def counted(wt: np.ndarray) -> Tensor:  # draw counts, (units, B)
+            if not parts:
+                return torch.full((wt.shape[1], 1), float("nan"), dtype=torch.float64)
+            per_cat = [torch.from_numpy(_count_weighted_ap(wt, det_slot, code, gt_slot, np.ones(gt_slot.size), rthr,
+                                                           _EPS, _COUNT_CHUNK)) for det_slot, gt_slot, _, _, code in parts]
+            return torch.stack(per_cat, 1).nanmean(1)[:, None]
+
+        return BootstrapStats(ids, ("AP",), statistic, self.bootstrap_unit, count_statistic=counted)
 
     def plots(self, result: dict) -> list[dict]:
         """Precision-recall (area 'all', 100 per image, mean over categories) at IoU .50, .75 and .50:.95."""
