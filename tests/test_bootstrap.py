@@ -255,3 +255,25 @@ def test_draw_count_kernel_gives_the_float_weight_kernel_bit_for_bit():
     half = w[1:5] * 0.5  # not whole numbers: the float kernel
     assert kap._as_counts(half.numpy()) is None
     assert np.array_equal(bs.statistic(half)[:, 0].numpy(), reference(half))
+
+
+def test_draw_count_kernel_on_tiny_random_cases():
+    """Tiny cases reach the corners of the count kernel that a large case rarely does: a first point with
+    TP + FP = 1 (precision 1/(1 + eps), below the 1.0 of n/n), undrawn leading TPs (0 / eps), recall above 1,
+    several thresholds crossed at one point, chunks of 1..8 replicates. Each must equal the float kernel."""
+    from metrics import keypoint_ap as kap
+
+    rng = np.random.default_rng(0)
+    rthr = np.linspace(0.0, 1.0, 101)
+    for _ in range(400):
+        n, T, D, G = (int(rng.integers(1, 8)), int(rng.integers(1, 4)), int(rng.integers(0, 30)),
+                      int(rng.integers(0, 10)))
+        det_slot, gt_slot = np.sort(rng.integers(0, n, D)), rng.integers(0, n, G)
+        gt_reg = (rng.random(G) < 0.8).astype(np.float64)
+        code = rng.integers(0, 3, (T, D)).astype(np.int8)
+        w = rng.integers(0, 4, (int(rng.integers(1, 40)), n)).astype(np.float64)
+        tp, fp = (code == 1).astype(np.float64), (code == 2).astype(np.float64)
+        ref = kap._weighted_ap(w, det_slot, gt_slot, tp, fp, gt_reg, rthr, kap._EPS)
+        got = kap._count_weighted_ap(np.ascontiguousarray(w.T.astype(np.int16)), det_slot, code, gt_slot, gt_reg,
+                                     rthr, kap._EPS, int(rng.integers(1, 9)))
+        assert np.array_equal(ref, got, equal_nan=True)
