@@ -46,10 +46,11 @@ class EvaluationModule(LightningModule):
     """Runs a method over the test loader and feeds its predictions to the dataset's metric."""
 
     def __init__(self, method: Any, metric: Metric, bootstrap_samples: int = bootstrap.DEFAULT_SAMPLES,
-                 bootstrap_seed: int = bootstrap.DEFAULT_SEED):
+                 bootstrap_seed: int = bootstrap.DEFAULT_SEED, recorder: Metric | None = None):
         super().__init__()
         self.method = method
         self.metric = metric
+        self.recorder = recorder  # the official results file of a model run (bench/results_file.py)
         self.count = UniqueSamples()
         self.outcome: Outcome | None = None
         self.bootstrap_samples = int(bootstrap_samples)
@@ -58,11 +59,14 @@ class EvaluationModule(LightningModule):
     def test_step(self, batch: list[Sample], batch_idx: int) -> None:
         preds = self.method.predict_step(batch, batch_idx)
         self.metric.update([p.output for p in preds], [s.target for s in batch])
+        if self.recorder is not None:
+            self.recorder.update(preds)
         self.count.update(torch.tensor([s.sample_id for s in batch], device=self.device))
 
     def on_test_epoch_end(self) -> None:
         values = self.metric.compute()
         num_samples = int(self.count.compute())
+        results_file = self.recorder.compute() if self.recorder is not None else None  # every rank gathers
         # CIs and curves from the gathered states (every rank takes part in the gather; rank 0 computes). The
         # metric evaluated these states in compute() and keeps that result, so nothing is matched again; the
         # states are deduplicated and sorted by sample id, so the numbers do not depend on the world size
@@ -70,6 +74,7 @@ class EvaluationModule(LightningModule):
             if self.trainer.is_global_zero:
                 self.outcome = summarize(self.metric, values, num_samples, self.bootstrap_samples,
                                          self.bootstrap_seed)
+                self.outcome.results_file = results_file
 
 
 def make_trainer(cfg: DictConfig) -> Trainer:
@@ -132,10 +137,11 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-def run(cfg: DictConfig, ds: Any, method: Any, metric: Metric, samples: int, seed: int) -> Outcome | None:
+def run(cfg: DictConfig, ds: Any, method: Any, metric: Metric, samples: int, seed: int,
+        recorder: Metric | None = None) -> Outcome | None:
     """Run ``method`` over ``ds`` under a Trainer; the outcome on rank 0, None on the other ranks."""
     quiet_lightning()
-    module = EvaluationModule(method, metric, samples, seed)
+    module = EvaluationModule(method, metric, samples, seed, recorder)
     loader = DataLoader(ds, batch_size=int(cfg.batch_size), shuffle=False, num_workers=int(cfg.num_workers),
                         collate_fn=collate_samples)
     trainer = make_trainer(cfg)

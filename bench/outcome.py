@@ -18,6 +18,7 @@ class Outcome:
     stats: bootstrap.BootstrapStats | None = None
     bootstrap_info: dict[str, Any] = field(default_factory=dict)
     world_size: int = 1
+    results_file: bytes | None = None  # a model run's predictions in the dataset's official format
 
 
 def summarize(metric: Any, values: dict[str, Any], num_samples: int, samples: int, seed: int) -> Outcome:

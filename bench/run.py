@@ -35,9 +35,10 @@ from metrics.common import one_cpu_thread
 REPO = provenance.REPO
 
 
-def run_plain(ds: Any, method: Any, metric: Any, batch_size: int, samples: int, seed: int) -> Outcome:
+def run_plain(ds: Any, method: Any, metric: Any, batch_size: int, samples: int, seed: int,
+              recorder: Any = None) -> Outcome:
     """A results file in one process: the same batches, updates and summary as the Lightning path, without a
-    Trainer (and without importing Lightning)."""
+    Trainer (and without importing Lightning). ``recorder``: see :meth:`BenchmarkDataset.results_recorder`."""
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
     seen: set[int] = set()
     # one torch thread: a results file feeds small tensors, where intra-op threads only add synchronisation
@@ -46,8 +47,13 @@ def run_plain(ds: Any, method: Any, metric: Any, batch_size: int, samples: int, 
         for i, batch in enumerate(loader):
             preds = method.predict_step(batch, i)
             metric.update([p.output for p in preds], [s.target for s in batch])
+            if recorder is not None:
+                recorder.update(preds)
             seen.update(s.sample_id for s in batch)
-        return summarize(metric, metric.compute(), len(seen), samples, seed)
+        outcome = summarize(metric, metric.compute(), len(seen), samples, seed)
+        if recorder is not None:
+            outcome.results_file = recorder.compute()
+        return outcome
 
 
 def use_lightning(cfg: DictConfig) -> bool:
@@ -77,6 +83,7 @@ class Scores:
     curves: dict[str, Any] = field(default_factory=dict)
     bootstrap: bootstrap.BootstrapStats | None = None  # per-unit statistics (the paired bootstrap of compare)
     timings: dict[str, float] = field(default_factory=dict)
+    results_file: tuple[str, bytes] | None = None  # a model run's predictions in the official format (name, bytes)
 
 
 @dataclass
@@ -149,12 +156,14 @@ def score(cfg: DictConfig, console=None) -> Scores | None:
     t_load = time.perf_counter()
     samples = int(OmegaConf.select(cfg, "bootstrap.samples", default=bootstrap.DEFAULT_SAMPLES))
     seed = int(OmegaConf.select(cfg, "bootstrap.seed", default=bootstrap.DEFAULT_SEED))
+    recording = None if cfg.predictions else ds.results_recorder(method_name)  # a model run: write its results
+    recorder = recording[1] if recording else None
     if use_lightning(cfg):
         from bench import engine
 
-        outcome = engine.run(cfg, ds, method, ds.build_metric(), samples, seed)
+        outcome = engine.run(cfg, ds, method, ds.build_metric(), samples, seed, recorder)
     else:
-        outcome = run_plain(ds, method, ds.build_metric(), int(cfg.batch_size), samples, seed)
+        outcome = run_plain(ds, method, ds.build_metric(), int(cfg.batch_size), samples, seed, recorder)
     t_eval = time.perf_counter()
     if outcome is None:  # not rank 0
         return None
@@ -176,6 +185,7 @@ def score(cfg: DictConfig, console=None) -> Scores | None:
         metrics=ordered, metric_keys=list(ds.metric_keys), num_samples=outcome.num_samples, provenance=prov,
         curves=outcome.curves, bootstrap=outcome.stats,
         timings={"load_s": round(t_load - t0, 3), "evaluate_s": round(t_eval - t_load, 3)},
+        results_file=(recording[0], outcome.results_file) if recording and outcome.results_file is not None else None,
     )
 
 
@@ -193,6 +203,8 @@ def publish(scores: Scores, out: Path, leaderboard_dir: Path) -> Published:
                                "family": scores.family, **scores.curves}) if scores.curves else None
     if curves_bytes:
         leaderboard.write_atomic(out / "curves.json", curves_bytes)
+    if scores.results_file is not None:
+        leaderboard.write_atomic(out / scores.results_file[0], scores.results_file[1])
     row = leaderboard.make_row(
         scores.method, scores.variant, scores.metrics,
         {"num_samples": scores.num_samples, "code": prov["code_version"], "data": prov["data"],

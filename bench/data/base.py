@@ -58,6 +58,12 @@ class BenchmarkDataset(Dataset, ABC):
     def read_predictions(self, path: Path) -> dict[int, Prediction]:
         """Read the family's official results file, validated against this GT; raise InputError."""
 
+    def results_recorder(self, method: str) -> tuple[str, Metric] | None:
+        """For a model run: the official results file's name and a recorder whose ``update(predictions)``
+        collects the method's outputs and whose ``compute()`` gives the file's bytes (bench/results_file.py);
+        None when the dataset has no writer."""
+        return None
+
     def empty_prediction(self, sample: Sample) -> Prediction:
         """The prediction of a sample that a results file says nothing about (e.g. no detections)."""
         raise InputError(None, f"sample {sample.sample_id}", None, "no prediction for this sample")

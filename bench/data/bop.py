@@ -268,6 +268,7 @@ class BopDataset(BenchmarkDataset):
         detections: str | Path | None = None, task: str = "localization", bbox_type: str = "amodal",
     ):
         super().__init__(name, root, bundled)
+        self.bop_name = name  # the toolkit's dataset name (``name`` gains the task for its own leaderboard)
         self.params = params
         self.task = task
         self.detections_path = Path(detections) if detections else None
@@ -592,6 +593,15 @@ class BopDataset(BenchmarkDataset):
         from metrics.bop.ar import BOPAR
 
         return BOPAR(models=self.models, vsd_delta=self.params.vsd_delta, image_width=self.params.width)
+
+    def results_recorder(self, method: str):
+        """6D tasks: the BOP19 results CSV of a model run (bench/results_file.py); 2D tasks: none yet."""
+        if self.task in COCO_TASKS:
+            return None
+        from bench.results_file import BopResultsRecorder, bop_results_name
+
+        split = self.params.test_split.split("_")[0]  # test_primesense -> test: the toolkit's split name
+        return bop_results_name(method, self.bop_name, split), BopResultsRecorder(IM_ID_LIMIT)
 
     def read_predictions(self, path: Path) -> dict[int, Prediction]:
         """A BOP19 results CSV. Estimates for images that are not test targets are ignored (with a warning),

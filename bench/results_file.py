@@ -1,0 +1,81 @@
+"""A model run's predictions, written as the dataset's official results file beside metrics.json.
+
+A user who runs a checkpoint (``weights=``) gets the file the official tools read, so the run can be scored by
+them, re-scored here with ``predictions=`` (the same numbers), or submitted. For BOP that is the BOP19 results
+CSV ``METHOD_DATASET-SPLIT.csv`` (``scene_id,im_id,obj_id,score,R,t,time``, R row-major, t in mm, one time per
+image), the file ``bop_toolkit``'s ``save_bop_results`` writes and its evaluation scripts parse.
+
+The recorder is a torchmetrics ``Metric`` for one reason: its ``cat`` states are gathered from every process
+like the metric's, so the file is the same for any number of processes (rows deduplicated by image and row,
+as the DistributedSampler repeats images, and sorted by image, the method's order kept inside an image).
+Numbers are written as Python's ``repr`` (the shortest string that reads back as the same float).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from bench.types import Prediction
+
+BOP19_HEADER = "scene_id,im_id,obj_id,score,R,t,time"
+
+
+class BopResultsRecorder(Metric):
+    """Collects the 6D estimates of a model run; :meth:`compute` gives the BOP19 CSV bytes (on every rank)."""
+
+    full_state_update = False
+
+    def __init__(self, im_id_limit: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.im_id_limit = int(im_id_limit)  # sample_id = scene_id * im_id_limit + im_id
+        for name in ("sample", "row", "obj"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+        for name in ("score", "R", "t", "time"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: list[Prediction]) -> None:
+        i64, f64 = {"dtype": torch.int64, "device": self.device}, {"dtype": torch.float64, "device": self.device}
+        for p in preds:
+            o = p.output
+            n = int(o["obj_id"].numel())
+            self.sample.append(torch.full((n,), int(p.sample_id), **i64))
+            self.row.append(torch.arange(n, **i64))
+            self.obj.append(o["obj_id"].reshape(n).to(**i64))
+            self.score.append(o["score"].reshape(n).to(**f64))
+            self.R.append(o["R"].reshape(n, 9).to(**f64))
+            self.t.append(o["t"].reshape(n, 3).to(**f64))
+            self.time.append(torch.full((n,), float(o["time"]), **f64))
+
+    def compute(self) -> bytes:
+        cols = {k: _cat(getattr(self, k), width) for k, width in
+                (("sample", 0), ("row", 0), ("obj", 0), ("score", 0), ("R", 9), ("t", 3), ("time", 0))}
+        key = cols["sample"] * (int(cols["row"].max()) + 1 if cols["row"].numel() else 1) + cols["row"]
+        key, order = torch.sort(key, stable=True)
+        first = torch.ones_like(key, dtype=torch.bool)
+        first[1:] = key[1:] != key[:-1]  # a repeated image (sampler padding) holds identical rows: keep one
+        keep = order[first]
+        lines = [BOP19_HEADER]
+        for i in keep.tolist():
+            scene, im = divmod(int(cols["sample"][i]), self.im_id_limit)
+            R = " ".join(repr(x) for x in cols["R"][i].tolist())
+            t = " ".join(repr(x) for x in cols["t"][i].tolist())
+            lines.append(f"{scene},{im},{int(cols['obj'][i])},{float(cols['score'][i])!r},{R},{t},"
+                         f"{float(cols['time'][i])!r}")
+        return ("\n".join(lines) + "\n").encode()
+
+
+def _cat(state: list[Tensor] | Tensor, width: int) -> Tensor:
+    """A gathered state as one CPU tensor (empty when no image had an estimate)."""
+    if isinstance(state, list) and not state:
+        return torch.zeros((0, width) if width else (0,))
+    return dim_zero_cat(state).cpu()
+
+
+def bop_results_name(method: str, dataset: str, split: str) -> str:
+    """``METHOD_DATASET-SPLIT.csv``: the toolkit splits the name at ``_`` and ``-``, so the method's own
+    underscores become hyphens."""
+    return f"{method.replace('_', '-')}_{dataset}-{split}.csv"
