@@ -20,15 +20,16 @@ from metrics import bootstrap
 
 
 def find_entry(row: str, entries: list[Entry], manifest: Path) -> tuple[list[Entry], str | None]:
-    """The manifest entries named by ``DATASET/METHOD[/VARIANT]`` and the variant asked for (None: the one)."""
+    """The manifest entries named by ``DATASET/METHOD[/VARIANT]`` and the variant asked for (None: the one).
+    DATASET is the leaderboard's name: ``ycbv_detection/ppf`` is ppf's row of the BOP24 detection task."""
     parts = row.split("/")
     if len(parts) not in (2, 3) or not all(parts[:2]):
         raise InputError(None, None, "row", f"{row!r}: expected DATASET/METHOD or DATASET/METHOD/VARIANT")
     dataset, method = parts[0], parts[1]
     variant = parts[2] if len(parts) == 3 else None
-    hits = [e for e in entries if e.dataset == dataset and e.method == method]
+    hits = [e for e in entries if e.board == dataset and e.method == method]
     if not hits:
-        known = ", ".join(sorted({f"{e.dataset}/{e.method}" for e in entries}))
+        known = ", ".join(sorted({f"{e.board}/{e.method}" for e in entries}))
         raise InputError(manifest, None, "row", f"no manifest entry {dataset}/{method}; entries: {known}")
     if variant is None and len(hits) > 1:
         raise InputError(manifest, None, "row", f"{len(hits)} entries of {dataset}/{method}: name the variant "

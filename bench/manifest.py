@@ -38,6 +38,13 @@ class Entry:
     tolerances: dict[str, float] = field(default_factory=dict)
     env: str = "posearena"  # the nox environment that can run it (BlazePose needs the numpy<2 one)
 
+    @property
+    def board(self) -> str:
+        """The leaderboard the row is in: the dataset, or ``<dataset>_<task>`` for a BOP task other than
+        localization (``dataset.task=detection`` -> ``ycbv_detection``, as the dataset names its CSV)."""
+        tasks = [o.split("=", 1)[1] for o in self.overrides if o.startswith("dataset.task=")]
+        return f"{self.dataset}_{tasks[-1]}" if tasks and tasks[-1] != "localization" else self.dataset
+
     def args(self) -> list[str]:
         """The evaluate overrides that reproduce this row (the one place they are built)."""
         args = [f"method={self.method}", f"dataset={self.dataset}"]

@@ -61,3 +61,22 @@ def test_bad_rows_are_input_errors(manifest):
         compare("perfect", "coco/noisy", manifest=manifest)
     r = run_cli("compare", "a=coco/perfect", f"manifest={manifest}")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "b=ROW" in r.stderr
+
+
+def test_a_task_row_is_named_by_its_leaderboard(tmp_path):
+    """Two rows of one method on one BOP dataset, localization and ``dataset.task=detection``: each is named by
+    the leaderboard it is in (``ycbv/ppf``, ``ycbv_detection/ppf``), as the committed manifest holds them."""
+    from bench.compare import find_entry
+
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump({"rows": [
+        {"method": "ppf", "dataset": "ycbv"},
+        {"method": "ppf", "dataset": "ycbv", "overrides": ["dataset.task=detection"]},
+        {"method": "ppf", "dataset": "lmo", "overrides": ["dataset.task=localization"]},
+    ]}))
+    entries = load_manifest(path)
+    assert [e.board for e in entries] == ["ycbv", "ycbv_detection", "lmo"]
+    assert find_entry("ycbv/ppf", entries, path)[0] == [entries[0]]
+    assert find_entry("ycbv_detection/ppf", entries, path)[0] == [entries[1]]
+    with pytest.raises(InputError, match="entries: lmo/ppf, ycbv/ppf, ycbv_detection/ppf"):
+        find_entry("tless/ppf", entries, path)

@@ -13,7 +13,9 @@ from omegaconf import OmegaConf
 from bench.data.bop import build as build_bop
 from bench.errors import InputError
 from bench.registry import METHODS
+from bench.types import Sample
 from methods.object6d import ppf as P
+from metrics.bop.object_errors import SymmetricErrors
 
 CONF = Path(__file__).resolve().parents[2] / "bench" / "conf" / "method" / "ppf.yaml"
 
@@ -99,6 +101,48 @@ def test_builder_rejects_weights_and_non_bop(sample_ds, tmp_path):
         METHODS["ppf"](OmegaConf.load(CONF), sample_ds, w)
     with pytest.raises(InputError, match="object6d"):
         METHODS["ppf"](OmegaConf.load(CONF), object(), None)
+
+
+def render_depth(
+    model, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, shape: tuple[int, int], table: float
+):
+    """Depth (mm, float32 as the readers give it) of ``model`` at (R, t) in front of a flat wall at ``table`` mm:
+    dense surface samples splatted with a z-buffer, pixel (u, v) covering [u, u + 1) x [v, v + 1)."""
+    H, W = shape
+    p, _ = P.sample_surface(model.vertices, model.faces, 200_000, seed=1)
+    c = p @ R.T + t
+    u = torch.floor(K[0, 0] * c[:, 0] / c[:, 2] + K[0, 2]).long()
+    v = torch.floor(K[1, 1] * c[:, 1] / c[:, 2] + K[1, 2]).long()
+    ok = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    d = torch.full((H * W,), table, dtype=torch.float64).scatter_reduce(0, (v * W + u)[ok], c[ok, 2], "amin")
+    return d.reshape(H, W).to(torch.float32)
+
+
+def test_detection_mode_finds_the_rendered_object_first_with_a_correct_pose(sample_ds):
+    """BOP24 detection names no objects: as the harness does there, every model is a target with count 1. Only
+    object 2 (an asymmetric L block) is in the render; it must come first with an MSSD below the strictest
+    detection threshold (0.05 x diameter), rows best first and no more than ``max_per_image``."""
+    ids = [1, 4, 2]  # the rendered object last: only the best-first order puts it first
+    models = sample_ds.object_models(ids)
+    method = P.PPFMethod(models, max_per_image=2)
+    K = torch.tensor([[400.0, 0, 100], [0, 400.0, 80], [0, 0, 1]], dtype=torch.float64)
+    R = random_rotation(torch.Generator().manual_seed(2))
+    t = torch.tensor([5.0, -8.0, 700.0], dtype=torch.float64)
+    target = {
+        "depth": render_depth(models[2], R, t, K, (160, 200), 900.0),
+        "K": K,
+        "target_obj_id": torch.tensor(ids),
+        "target_inst_count": torch.ones(3, dtype=torch.int64),
+    }
+    out = method.predict_step([Sample(1, target)])[0].output
+    # three targets, each with an estimate: the cap keeps two
+    assert out["obj_id"].numel() == 2 and out["R"].shape == (2, 3, 3) and out["t"].shape == (2, 3)
+    assert out["obj_id"][0] == 2 and set(out["obj_id"].tolist()) <= set(ids)
+    assert out["score"][0] > out["score"][1]
+    err = SymmetricErrors(models)(out["obj_id"][:1], out["R"][:1], out["t"][:1], R[None], t[None], K[None])
+    assert float(err["mssd"][0]) < 0.05 * models[2].diameter and float(err["mspd"][0]) < 5.0
+    with pytest.raises(InputError, match="max_per_image"):
+        P.PPFMethod({}, max_per_image=0)
 
 
 def test_recovers_asymmetric_objects_within_5mm_and_5deg(sample_ds, method):
