@@ -18,7 +18,7 @@ keypoints are counted (the ``num_keypoints`` field may be absent) and ``area`` i
 ``per_category: true`` (``dataset=ap10k``: 54 animal species, one skeleton) reads a GT file with several
 categories and scores each on its own, averaged as xtcocotools' default ``useCats=1`` does
 (:mod:`metrics.xtcoco_category_ap`); every results record names its category
-(bench/predictions/category_json.py).
+(bench/predictions/coco_json.py ``read_coco_keypoint_results_by_category``).
 """
 from __future__ import annotations
 
@@ -44,8 +44,11 @@ from bench.data.coco import (
     read_image_table,
 )
 from bench.errors import InputError
-from bench.predictions.category_json import read_category_keypoint_results
-from bench.predictions.coco_json import gc_paused, results_to_predictions
+from bench.predictions.coco_json import (
+    gc_paused,
+    read_coco_keypoint_results_by_category,
+    results_to_predictions,
+)
 from bench.registry import register_dataset
 from bench.types import Prediction, Sample
 from metrics.xtcoco_ap import STAT_KEYS, XtcocoKeypointAP, float32_sigmas
@@ -244,7 +247,7 @@ class CategoryKeypoints(SkeletonKeypoints):
         return targets
 
     def read_predictions(self, path: Path) -> dict[int, Prediction]:
-        res, cats = read_category_keypoint_results(path, self.image_ids, self.gt.num_keypoints, self.gt.categories)
+        res, cats = read_coco_keypoint_results_by_category(path, self.image_ids, self.gt.num_keypoints, self.gt.categories)
         preds = results_to_predictions(res)
         order = np.argsort(res.image_id, kind="stable")  # results_to_predictions' grouping
         ids, counts = np.unique(res.image_id[order], return_counts=True)

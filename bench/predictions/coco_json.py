@@ -21,7 +21,10 @@ Decisions on inputs pycocotools handles differently:
   faster-coco-eval gives 0 too);
 - ``NaN``/``Infinity`` in keypoints or score is an error (pycocotools would silently score it);
 - an ``image_id`` that is not in the GT is an error (pycocotools asserts);
-- a ``category_id`` other than the GT's person category is an error (pycocotools would skip the record);
+- a ``category_id`` other than the GT's person category is an error (pycocotools would skip the record); a file
+  with several categories (AP-10K's 54 species: :func:`read_coco_keypoint_results_by_category`) may name any
+  category of the GT, and one the GT does not list is an error too (xtcocotools would skip it silently, which
+  hides a results file written with another category numbering);
 - duplicates are kept: every record is one detection, an exact copy included, as pycocotools' ``loadRes``
   counts it (the copy then usually scores as a false positive; tests/robustness/test_malformed_inputs.py);
 - if the first record carries a non-empty ``"bbox"``, pycocotools' ``loadRes`` takes the detection area from
@@ -33,7 +36,7 @@ import gc
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +89,17 @@ def read_coco_keypoint_results(
 ) -> CocoKeypointResults:
     """Read and check a COCO keypoint results file against the GT's image ids and keypoint count."""
     with gc_paused():
-        return _read(Path(path), image_ids, num_keypoints, category_id)
+        return _read(Path(path), image_ids, num_keypoints, (int(category_id),)).results
+
+
+def read_coco_keypoint_results_by_category(
+    path: str | Path, image_ids: Iterable[int], num_keypoints: int, categories: Sequence[int]
+) -> tuple[CocoKeypointResults, np.ndarray]:
+    """The same for a GT with several categories: the results (file order) and each record's ``category_id``
+    (D,) int64, which must be one of ``categories``."""
+    with gc_paused():
+        p = _read(Path(path), image_ids, num_keypoints, tuple(sorted({int(c) for c in categories})))
+    return p.results, p.category
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -96,7 +109,7 @@ def _read_bytes(path: Path) -> bytes:
         raise InputError(path, None, None, f"cannot read the predictions file ({e.strerror or e})") from None
 
 
-def _read(path: Path, image_ids: Iterable[int], num_keypoints: int, category_id: int) -> CocoKeypointResults:
+def _read(path: Path, image_ids: Iterable[int], num_keypoints: int, categories: tuple[int, ...]) -> _Parsed:
     """Fast path, else the exact slow path. Memory: the raw bytes are dropped as soon as simdjson holds its own
     copy (the slow path reads the file again), so the peak is the parsed document (about 4x the file) plus
     the output arrays; see bench/benchmarks/memory.py (1M detections)."""
@@ -118,11 +131,11 @@ def _read(path: Path, image_ids: Iterable[int], num_keypoints: int, category_id:
                 res = None
             del doc
         del parser  # the parser owns the document's memory
-        if res is not None and not _fast_checks_pass(res, valid, category_id):
+        if res is not None and not _fast_checks_pass(res, valid, categories):
             res = None
     if res is None:
-        res = _slow_path(path, _read_bytes(path), num_keypoints, valid, category_id)
-    return res.results
+        res = _slow_path(path, _read_bytes(path), num_keypoints, valid, categories)
+    return res
 
 
 @dataclass
@@ -191,12 +204,12 @@ def _bbox_areas(recs: list) -> np.ndarray | None:
     return b[:, 2] * b[:, 3]
 
 
-def _fast_checks_pass(p: _Parsed, valid: np.ndarray, category_id: int) -> bool:
+def _fast_checks_pass(p: _Parsed, valid: np.ndarray, categories: tuple[int, ...]) -> bool:
     r = p.results
     return bool(
         np.isfinite(r.keypoints).all()
         and np.isfinite(r.score).all()
-        and (p.category == category_id).all()
+        and np.isin(p.category, np.asarray(categories, np.int64)).all()
         and np.isin(r.image_id, valid).all()
     )
 
@@ -213,7 +226,15 @@ def _is_num(x: Any) -> bool:
     return type(x) in (int, float)
 
 
-def _slow_path(path: Path, data: bytes, K: int, valid: np.ndarray, category_id: int) -> _Parsed:
+def _category_problem(c: int, categories: tuple[int, ...]) -> str:
+    if len(categories) == 1:
+        return f"expected {categories[0]} (person), found {c}"
+    k = list(categories)
+    known = ", ".join(map(str, k)) if len(k) <= 6 else f"{len(k)} ids from {k[0]} to {k[-1]}"
+    return f"category {c} is not in the ground truth's categories ({known})"
+
+
+def _slow_path(path: Path, data: bytes, K: int, valid: np.ndarray, categories: tuple[int, ...]) -> _Parsed:
     try:
         recs = json.loads(data)
     except UnicodeDecodeError as e:
@@ -222,9 +243,10 @@ def _slow_path(path: Path, data: bytes, K: int, valid: np.ndarray, category_id: 
         raise InputError(path, f"line {e.lineno} column {e.colno}", None, f"not valid JSON ({e.msg})") from None
     if not isinstance(recs, list):
         raise InputError(path, None, None, f"expected a JSON list of result records, found {type(recs).__name__}")
-    valid_set = set(valid.tolist())
+    valid_set, category_set = set(valid.tolist()), set(categories)
     n = len(recs)
     img = np.zeros(n, np.int64)
+    cat = np.zeros(n, np.int64)
     score = np.zeros(n, np.float64)
     kp = np.zeros((n, K, 3), np.float64)
     use_bbox = n > 0 and isinstance(recs[0], dict) and "bbox" in recs[0] and recs[0]["bbox"] != []
@@ -245,8 +267,9 @@ def _slow_path(path: Path, data: bytes, K: int, valid: np.ndarray, category_id: 
         c = r["category_id"]
         if not _is_int(c):
             raise InputError(path, where, "category_id", f"expected an integer, found {c!r}")
-        if c != category_id:
-            raise InputError(path, where, "category_id", f"expected {category_id} (person), found {c}")
+        if c not in category_set:
+            raise InputError(path, where, "category_id", _category_problem(c, categories))
+        cat[i] = c
         k = r["keypoints"]
         if not isinstance(k, list):
             raise InputError(path, where, "keypoints", f"expected a list of 3*{K} numbers, found {type(k).__name__}")
@@ -269,7 +292,7 @@ def _slow_path(path: Path, data: bytes, K: int, valid: np.ndarray, category_id: 
             if not isinstance(b, list) or len(b) != 4 or not all(_is_num(x) and math.isfinite(x) for x in b):
                 raise InputError(path, where, "bbox", f"expected [x, y, w, h] (the first record has a bbox), found {b!r}")
             area[i] = float(b[2]) * float(b[3])
-    return _Parsed(CocoKeypointResults(img, kp, score, area), np.full(n, category_id, np.int64))
+    return _Parsed(CocoKeypointResults(img, kp, score, area), cat)
 
 
 def results_to_predictions(res: CocoKeypointResults) -> dict[int, Prediction]:

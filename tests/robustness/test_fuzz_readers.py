@@ -136,7 +136,7 @@ def _coco_results(p: Path):
     from bench.predictions import coco_json
 
     res = coco_json.read_coco_keypoint_results(p, COCO_IDS, 17)
-    slow = coco_json._slow_path(p, p.read_bytes(), 17, np.unique(COCO_IDS), 1).results
+    slow = coco_json._slow_path(p, p.read_bytes(), 17, np.unique(COCO_IDS), (1,)).results
     for f in ("image_id", "keypoints", "score", "area"):
         a, b = getattr(res, f), getattr(slow, f)
         assert (a is None) == (b is None) and (a is None or (a.dtype == b.dtype and np.array_equal(a, b))), f
