@@ -9,15 +9,21 @@ harmless builtins and refuses every other global with an :class:`~bench.errors.I
 :func:`load_npz` parses the npz zip and each member's .npy header itself (``numpy.lib.format`` header
 reading uses a literal parser, not ``eval``), reads plain arrays straight from the bytes and sends only
 object arrays through the restricted unpickler.
+
+:func:`load_joblib` reads ``joblib.dump`` files (WHAM's label files) without joblib: the same restricted
+unpickler, joblib's array records read as raw bytes, and (``allow_torch=True``) torch tensors, whose pickles
+rebuild their storage with ``torch.load(..., weights_only=True)`` on the bytes they carry.
 """
 from __future__ import annotations
 
+import gzip
 import io
 import pickle
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -63,6 +69,42 @@ _SPARSE_MODULES = {"csc_matrix": ("scipy.sparse.csc", "scipy.sparse._csc"),
                    "csr_matrix": ("scipy.sparse.csr", "scipy.sparse._csr")}
 
 
+def _storage_from_bytes(data: Any) -> Any:
+    """``torch.storage._load_from_bytes`` limited to ``torch.load(weights_only=True)``: a pickled tensor carries its
+    storage as the bytes of a legacy ``torch.save`` file, which torch's own restricted unpickler reads."""
+    import torch
+
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"storage bytes expected, got {type(data).__name__}")
+    storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    if not isinstance(storage, torch.TypedStorage):
+        raise TypeError(f"a typed storage expected, got {type(storage).__name__}")
+    return storage
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                    hooks: Any = None, *extra: Any) -> Any:
+    """``torch._utils._rebuild_tensor_v2`` on checked arguments: a storage from :func:`_storage_from_bytes`,
+    non-negative integer offset, size and stride inside the storage (``set_`` would grow it), no hooks."""
+    import torch
+
+    if (not isinstance(storage, torch.TypedStorage) or not isinstance(size, tuple) or not isinstance(stride, tuple)
+            or len(size) != len(stride) or hooks or extra
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, *size, *stride))):
+        raise TypeError("malformed tensor record")
+    end = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if all(size) else 0
+    with warnings.catch_warnings():  # torch warns on every TypedStorage call, its own unpickling included
+        warnings.filterwarnings("ignore", "TypedStorage is deprecated")
+        n_elements = storage.size()
+    if end > n_elements:  # set_ would grow the storage instead of failing
+        raise TypeError(f"tensor record reaches element {end - 1} of a storage of {n_elements}")
+    return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, collections.OrderedDict())
+
+
+_TORCH: dict[tuple[str, str], Any] = {("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+                                      ("torch.storage", "_load_from_bytes"): _storage_from_bytes}
+
+
 def _sparse_classes() -> dict[tuple[str, str], type]:
     import scipy.sparse as sp
 
@@ -74,10 +116,11 @@ class RestrictedUnpickler(pickle.Unpickler):
     None and bools; any other global (``os.system``, ``builtins.eval``, a class) is refused."""
 
     def __init__(self, file: BinaryIO, *, source: str | Path | None = None, encoding: str = "ASCII",
-                 allow_sparse: bool = False):
+                 allow_sparse: bool = False, allow_torch: bool = False):
         super().__init__(file, encoding=encoding)
         self.source = source
         self.allow_sparse = allow_sparse
+        self.allow_torch = allow_torch
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "__builtin__":  # protocol 0-2 pickles name Python 2's module
@@ -85,6 +128,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         allowed = _ALLOWED.get((module, name))
         if allowed is not None:
             return allowed
+        if self.allow_torch and (module, name) in _TORCH:
+            return _TORCH[(module, name)]
         if self.allow_sparse:
             sparse = _sparse_classes()
             if (module, name) in sparse:
@@ -135,6 +180,83 @@ def load_pickle(file: str | Path | BinaryIO, *, source: str | Path | None = None
         raise
     except Exception as e:  # noqa: BLE001 - truncated/corrupt streams raise many types
         raise InputError(source, None, None, f"not a valid pickle: {type(e).__name__}: {e}") from None
+
+
+class _JoblibArray:
+    """What a ``joblib.numpy_pickle.NumpyArrayWrapper`` record unpickles to: the array's dtype, shape and order
+    (its bytes follow the record in the file, after an alignment pad in joblib >= 1.2)."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict) or not {"shape", "order", "dtype"} <= set(state):
+            raise TypeError("malformed joblib array record")
+        shape, dtype = state["shape"], state["dtype"]
+        if (not isinstance(dtype, np.dtype) or dtype.hasobject or state["order"] not in ("C", "F")
+                or not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape)):
+            raise TypeError(f"unsupported joblib array record (dtype {dtype}, shape {shape})")
+        if state.get("subclass", np.ndarray) is not np.ndarray:
+            raise TypeError("joblib array record of an ndarray subclass")
+        self.shape, self.dtype, self.order = shape, dtype, state["order"]
+        self.aligned = state.get("numpy_array_alignment_bytes") is not None
+
+
+class _JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined]  # the Python one: BUILD is overridable
+    """:class:`RestrictedUnpickler`'s rules plus joblib's array records, each replaced by the array read from the
+    bytes that follow it (joblib's own ``load_build`` does the same)."""
+
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+
+    def __init__(self, file: BinaryIO, *, source: str | Path | None, allow_sparse: bool, allow_torch: bool):
+        super().__init__(file)
+        self.fh, self.source, self.allow_sparse, self.allow_torch = file, source, allow_sparse, allow_torch
+
+    _sparse_reconstructor = RestrictedUnpickler._sparse_reconstructor
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("joblib.numpy_pickle", "NumpyArrayWrapper"):
+            return _JoblibArray
+        return RestrictedUnpickler.find_class(self, module, name)  # type: ignore[arg-type]
+
+    def persistent_load(self, pid: Any) -> Any:
+        return RestrictedUnpickler.persistent_load(self, pid)  # type: ignore[arg-type]
+
+    def load_build(self) -> None:
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+        record = self.stack[-1]
+        if isinstance(record, _JoblibArray):
+            if record.aligned:
+                pad = self.fh.read(1)
+                self.fh.read(int.from_bytes(pad, "little"))
+            count = int(np.prod(record.shape, dtype=np.int64))
+            size = count * record.dtype.itemsize
+            data = self.fh.read(size)
+            if len(data) != size:
+                raise EOFError(f"truncated array data: expected {size} bytes, got {len(data)}")
+            arr = np.frombuffer(data, dtype=record.dtype, count=count).copy()
+            self.stack[-1] = arr.reshape(record.shape[::-1]).T if record.order == "F" else arr.reshape(record.shape)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+def load_joblib(path: str | Path, *, allow_sparse: bool = False, allow_torch: bool = False) -> Any:
+    """Read a ``joblib.dump`` file (uncompressed, or whole-file zlib / gzip as ``compress=`` writes; a plain pickle
+    too) without joblib and without running its code; ``allow_sparse`` as :func:`load_pickle`, ``allow_torch=True``
+    also admits torch tensors (:func:`_rebuild_tensor`)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(path, None, None, f"cannot read: {e.strerror or e}") from None
+    try:
+        if raw[:1] == b"\x78":
+            raw = zlib.decompress(raw)
+        elif raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        return _JoblibUnpickler(io.BytesIO(raw), source=path, allow_sparse=allow_sparse,
+                                allow_torch=allow_torch).load()
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - corrupt streams and refused records raise many types
+        raise InputError(path, None, None, f"not a valid joblib file: {type(e).__name__}: {e}") from None
 
 
 def _read_exact(fh: BinaryIO, n: int, source: Path, member: str) -> bytes:

@@ -172,6 +172,18 @@ def _emdb(subset: str):
     return make
 
 
+def _rich(tmp: Path):
+    """The bundled synthetic RICH label file with a golden case's predictions (tests/data/rich_golden)."""
+    from tests.data.rich_golden.inputs import predictions
+    from tests.smpl_synthetic import write_smpl_dir
+    from tests.smplx_synthetic import write_smplx_dir
+
+    res = tmp / "pred.npz"
+    np.savez(res, **predictions("rotmat_scored_frames"))
+    models = write_smplx_dir(write_smpl_dir(tmp / "models", ("neutral",)), ("male", "female"))
+    return DATASETS["rich"](_cfg("rich", smpl_dir=str(models))), res
+
+
 def _headpose(case_name: str):
     """A 6DRepNet golden case (tests/data/headpose_golden) in its official layout."""
     def make(tmp: Path):
@@ -219,6 +231,7 @@ CASES: dict[str, tuple[str, Callable[[Path], tuple]]] = {
     "3dpw": ("3dpw", _3dpw),
     "emdb-emdb1": ("emdb", _emdb("emdb1")),
     "emdb-emdb2": ("emdb", _emdb("emdb2")),
+    "rich": ("rich", _rich),
     "real275": ("real275", _real275),
     "co3d": ("co3d", lambda tmp: (DATASETS["co3d"](_cfg("co3d")),  # bundled sample, official golden predictions
                                   REPO / "tests" / "data" / "co3d_golden" / "n10_noisy_predictions.json")),

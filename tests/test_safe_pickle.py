@@ -11,12 +11,13 @@ import io
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.errors import InputError
-from bench.safe_pickle import load_npz, load_pickle, loads
+from bench.safe_pickle import load_joblib, load_npz, load_pickle, loads
 
 
 class _System:
@@ -150,3 +151,95 @@ def test_malformed_npz_is_input_error(tmp_path):
         load_npz(junk)
     with pytest.raises(InputError, match="cannot read"):
         load_npz(tmp_path / "missing.npz")
+
+
+# --- joblib files and torch tensors (load_joblib: WHAM's label files) -------------------------------------------
+
+JOBLIB_DIR = Path(__file__).resolve().parent / "data" / "joblib_files"
+
+
+@pytest.mark.parametrize("name", ["arrays.joblib", "arrays_zlib.joblib", "arrays_gzip.joblib"])
+def test_joblib_files_read_without_joblib(name):
+    """Files written by joblib 1.6.0 itself (tests/data/joblib_files/gen_files.py): uncompressed, zlib, gzip."""
+    from tests.data.joblib_files.gen_files import joblib_arrays
+
+    out, want = load_joblib(JOBLIB_DIR / name), joblib_arrays()
+    for k in ("matrix", "fortran", "mask", "scalar", "empty"):
+        assert out[k].dtype == want[k].dtype and out[k].shape == want[k].shape and np.array_equal(out[k], want[k]), k
+    assert np.array_equal(out["nested"][0], want["nested"][0]) and out["nested"][1] == {"name": "x", "n": 3}
+    assert out["fortran"].flags.f_contiguous and out["matrix"].flags.writeable
+
+
+def test_joblib_refuses_code_and_bad_records(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.joblib"
+    evil.write_bytes(pickle.dumps({"x": _System(f"touch {marker}")}))
+    with pytest.raises(InputError, match=r"refused to unpickle (posix|os|nt)\.system"):
+        load_joblib(evil)
+    assert not marker.exists()
+    raw = (JOBLIB_DIR / "arrays.joblib").read_bytes()
+    (trunc := tmp_path / "trunc.joblib").write_bytes(raw[:-40])
+    with pytest.raises(InputError, match="not a valid joblib file"):
+        load_joblib(trunc)
+    (sub := tmp_path / "sub.joblib").write_bytes(raw.replace(b"\x8c\x07ndarray", b"\x8c\x07ndarrax"))
+    with pytest.raises(InputError, match="numpy.ndarrax"):
+        load_joblib(sub)
+    with pytest.raises(InputError, match="cannot read"):
+        load_joblib(tmp_path / "missing.joblib")
+
+
+class _StorageFromBytes:
+    """Pickles to ``torch.storage._load_from_bytes(data)``, as a tensor's storage does."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __reduce__(self):
+        import torch
+
+        return (torch.storage._load_from_bytes, (self.data,))
+
+
+class _Tensor:
+    """Pickles to ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, hooks)``."""
+
+    def __init__(self, storage, offset, size, stride, hooks=None):
+        self.args = (storage, offset, size, stride, False, hooks if hooks is not None else collections.OrderedDict())
+
+    def __reduce__(self):
+        import torch
+
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+def test_torch_tensors_only_when_allowed(tmp_path):
+    import torch
+
+    t = {"pose": [torch.arange(12.0).reshape(3, 4)[:, 1:], torch.zeros(2, dtype=torch.int64)], "vid": ["a"]}
+    f = tmp_path / "labels.pth"
+    f.write_bytes(pickle.dumps(t))
+    out = load_joblib(f, allow_torch=True)
+    assert torch.equal(out["pose"][0], t["pose"][0]) and out["pose"][1].dtype == torch.int64 and out["vid"] == ["a"]
+    with pytest.raises(InputError, match=r"refused to unpickle torch\._utils\._rebuild_tensor_v2"):
+        load_joblib(f)
+    with pytest.raises(InputError, match=r"refused to unpickle torch\._utils\._rebuild_tensor_v2"):
+        loads(f.read_bytes())
+
+
+def test_torch_storage_bytes_go_through_weights_only(tmp_path):
+    import torch
+
+    marker = tmp_path / "pwned"
+    inner = pickle.dumps(_System(f"touch {marker}"))
+    (evil := tmp_path / "evil.pth").write_bytes(pickle.dumps({"x": _StorageFromBytes(inner)}))
+    with pytest.raises(InputError, match="not a valid joblib file"):
+        load_joblib(evil, allow_torch=True)
+    assert not marker.exists()
+    storage = torch.arange(4.0).storage()
+    cases = {"past the end": _Tensor(storage, 0, (100,), (1,)), "hooks": _Tensor(storage, 0, (4,), (1,), {"h": 1}),
+             "not a storage": _Tensor(np.zeros(4), 0, (4,), (1,)), "float size": _Tensor(storage, 0, (4.0,), (1,))}
+    for why, record in cases.items():
+        (bad := tmp_path / "bad.pth").write_bytes(pickle.dumps(record))
+        with pytest.raises(InputError, match="not a valid joblib file"):
+            load_joblib(bad, allow_torch=True)
+        assert why

@@ -18,7 +18,7 @@ READERS: dict[str, str] = {
     "halpe": "skeleton_keypoints", "keypoints": "skeleton_keypoints",
     **{n: "skeleton_keypoints" for n in ("ochuman", "aic", "humanart", "ap10k")},
     "h36m": "h36m", "mpi_inf_3dhp": "mpi_inf_3dhp", "3dpw": "threedpw", "emdb": "emdb", "co3d": "co3d",
-    "aflw2000": "headpose", "biwi": "headpose",
+    "rich": "rich", "aflw2000": "headpose", "biwi": "headpose",
     **{n: "landmarks" for n in ("300w", "wflw", "cofw", "aflw", "onehand10k", "rhd")},
     "real275": "nocs", "camera25": "nocs",
     **{n: "bop" for n in _BOP},
