@@ -801,11 +801,12 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
     same float.
 
     No division per point: recall reaching a threshold is ``tp >= need`` with the integer table of
-    :func:`_recall_count`, and the best point of a recall bin is kept as its counts (n = tp, d = tp + fp),
-    compared exactly by cross-multiplication (products of counts are exact in float64). Correctly rounded
-    division is monotone, so the largest ratio gives the largest float precision n / (d + eps); the one pair
-    of equal ratios with different floats is 1/1 (d + eps rounds up: 1 - 2^-52) against n/n, n >= 2 (1.0),
-    broken towards n/n. The division happens once per recall bin, when the replicate's recall leaves it.
+    :func:`_recall_count`, and the best point of a recall bin is kept as its TP count n and its float
+    denominator d + eps (= d for d >= 2, exactly; 1 + 2^-52 for d = 1), compared with a new point by
+    cross-multiplication, exact for counts. Correctly rounded division is monotone, so the largest ratio gives
+    the largest float precision n / (d + eps); the one pair of equal ratios with different floats, 1/1 (precision
+    1 - 2^-52) against m/m, m >= 2 (1.0), comes out right because the kept 1/1 carries 1 + 2^-52. The division
+    happens once per recall bin, when the replicate's recall leaves it.
     """
     B = wt.shape[1]
     T, D = code.shape
@@ -832,13 +833,13 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
                 need[k, p] = _recall_count(rthr[p], npig[k])
             need[k, R] = np.inf
         # per threshold t and replicate k: TP and FP counts, the recall bin (ptr) and the count that leaves it
-        # (nxt), the best point of the bin (n = tp, -1: none; d = tp + fp) and the best precision of each bin
+        # (nxt), the best point of the bin (n = tp, -1: none; d + eps with d = tp + fp) and the best precision of each bin
         tp = np.zeros((T, nb), np.int32)
         fp = np.zeros((T, nb), np.int32)
         ptr = np.zeros((T, nb), np.int64)
         nxt = np.empty((T, nb))
         bn = np.full((T, nb), -1.0)
-        bd = np.ones((T, nb))
+        bd = np.ones((T, nb))  # d + eps of the kept point
         best = np.full((T, nb, R), -1.0)  # -1: no TP point reaches this recall bin (yet)
         for t in range(T):
             for k in range(nb):
@@ -865,9 +866,9 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
                     n = float(tpt[k])
                     den = n + float(fpt[k])
                     stay = n < nxtt[k]
-                    better = stay & ((n * bdt[k] > bnt[k] * den) | ((bdt[k] == 1.0) & (n == den) & (den > 1.0)))
+                    better = stay & (n * bdt[k] > bnt[k] * den)
                     bnt[k] = n if better else bnt[k]
-                    bdt[k] = den if better else bdt[k]
+                    bdt[k] = (den + eps) if better else bdt[k]
                     flags[k] = n >= nxtt[k]
                 for w in range(nw):  # rare: recall reaches the next threshold(s); the bin left gets its best
                     if words[w] == 0:
@@ -878,20 +879,20 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
                         n = float(tpt[k])
                         p = ptr[t, k]
                         if p > 0 and bnt[k] >= 0.0:
-                            best[t, k, p - 1] = max(best[t, k, p - 1], bnt[k] / ((bdt[k] - bnt[k]) + bnt[k] + eps))
+                            best[t, k, p - 1] = max(best[t, k, p - 1], bnt[k] / bdt[k])
                         p += 1
                         while p < R and not n < need[k, p]:
                             p += 1
                         ptr[t, k] = p
                         nxtt[k] = need[k, p]
                         bnt[k] = n
-                        bdt[k] = n + float(fpt[k]) if n > 0.0 else 1.0  # precision 0 whatever d (d = 0 too: 0 / eps)
+                        bdt[k] = (n + float(fpt[k])) + eps if n > 0.0 else 1.0  # n = 0: precision 0 (d = 0: 0 / eps)
         total = np.zeros(nb)
         for t in range(T):
             for k in range(nb):
                 p = ptr[t, k]
                 if p > 0 and bn[t, k] >= 0.0:
-                    best[t, k, p - 1] = max(best[t, k, p - 1], bn[t, k] / ((bd[t, k] - bn[t, k]) + bn[t, k] + eps))
+                    best[t, k, p - 1] = max(best[t, k, p - 1], bn[t, k] / bd[t, k])
                 for r in range(R - 2, -1, -1):  # q[r] = max over bins >= r; add in recall order
                     best[t, k, r] = max(best[t, k, r], best[t, k, r + 1])
                 for r in range(R):
