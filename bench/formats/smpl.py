@@ -13,6 +13,7 @@ import contextlib
 import io
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +61,27 @@ def _dense(value, path: Path, key: str) -> np.ndarray:
     raise InputError(path, f"key {key}", "smpl_dir", f"expected an array, got {type(value).__name__}")
 
 
+def check_model_arrays(path: Path, data: Any, shapes: dict[str, tuple[int | None, ...]], kinds: str, any_size: str,
+                       convert: Any = None) -> dict[str, np.ndarray]:
+    """The arrays ``shapes`` names from a body-model file (SMPL pickle, SMPL-X npz), each checked: present,
+    numeric (dtype kind in ``kinds``), of that shape (None: any size, shown as ``any_size``), finite.
+    ``convert(value, path, key)`` turns a stored value into an array first (SMPL: sparse -> dense)."""
+    out: dict[str, np.ndarray] = {}
+    for key, shape in shapes.items():
+        if data.get(key) is None:
+            raise InputError(path, f"key {key}", "smpl_dir", "missing")
+        arr = convert(data[key], path, key) if convert is not None else data[key]
+        if arr.dtype.kind not in kinds or arr.ndim != len(shape) or any(
+                want is not None and got != want for got, want in zip(arr.shape, shape)):
+            raise InputError(path, f"key {key}", "smpl_dir",
+                             f"expected a numeric array of shape {tuple(s or any_size for s in shape)}, "
+                             f"got {arr.dtype} {arr.shape}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise InputError(path, f"key {key}", "smpl_dir", "holds NaN or inf")
+        out[key] = arr
+    return out
+
+
 def read_smpl_arrays(smpl_dir: str | Path, gender: str) -> dict[str, np.ndarray]:
     """The validated model arrays of one gender (``J_regressor`` dense) from ``smpl_dir``."""
     if gender not in GENDERS:
@@ -78,19 +100,7 @@ def read_smpl_arrays(smpl_dir: str | Path, gender: str) -> dict[str, np.ndarray]
         raise InputError(path, e.record, "smpl_dir", e.problem + hint) from None
     if not isinstance(data, dict):
         raise InputError(path, None, "smpl_dir", f"expected a dict of arrays, got {type(data).__name__}")
-    out: dict[str, np.ndarray] = {}
-    for key, shape in _SHAPES.items():
-        if key not in data:
-            raise InputError(path, f"key {key}", "smpl_dir", "missing")
-        arr = _dense(data[key], path, key)
-        if arr.dtype.kind not in "fiub" or arr.ndim != len(shape) or any(
-                want is not None and got != want for got, want in zip(arr.shape, shape)):
-            raise InputError(path, f"key {key}", "smpl_dir",
-                             f"expected a numeric array of shape {tuple(s or 'B' for s in shape)}, "
-                             f"got {arr.dtype} {arr.shape}")
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise InputError(path, f"key {key}", "smpl_dir", "holds NaN or inf")
-        out[key] = arr
+    out = check_model_arrays(path, data, _SHAPES, kinds="fiub", any_size="B", convert=_dense)
     if out["shapedirs"].shape[2] < 10:
         raise InputError(path, "key shapedirs", "smpl_dir", f"expected >= 10 shape components, "
                                                             f"got {out['shapedirs'].shape[2]}")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from bench.errors import InputError
-from bench.formats.smpl import GENDERS, N_VERTS
+from bench.formats.smpl import GENDERS, N_VERTS, check_model_arrays
 from bench.safe_pickle import load_joblib, load_npz
 
 N_SMPLX_VERTS, N_SMPLX_JOINTS = 10475, 55
@@ -56,19 +56,7 @@ def read_smplx_arrays(smpl_dir: str | Path, gender: str) -> dict[str, np.ndarray
     if not path.is_file():
         raise InputError(path, None, "smpl_dir", f"file not found: expected smpl_dir/smplx/{path.name}")
     data = load_npz(path)
-    out = {}
-    for key, shape in _SHAPES.items():
-        arr = data.get(key)
-        if arr is None:
-            raise InputError(path, f"key {key}", "smpl_dir", "missing")
-        if arr.dtype.kind not in "fiu" or arr.ndim != len(shape) or any(
-                want is not None and got != want for got, want in zip(arr.shape, shape)):
-            want = tuple(s or "N" for s in shape)
-            raise InputError(path, f"key {key}", "smpl_dir", f"expected a numeric array of shape {want}, got "
-                                                             f"{arr.dtype} {arr.shape}")
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise InputError(path, f"key {key}", "smpl_dir", "holds NaN or inf")
-        out[key] = arr
+    out = check_model_arrays(path, data, _SHAPES, kinds="fiu", any_size="N")
     if out["shapedirs"].shape[2] < 20:
         raise InputError(path, "key shapedirs", "smpl_dir", f"expected >= 20 components (10 shape, 10 expression), "
                                                             f"got {out['shapedirs'].shape[2]}")

@@ -35,8 +35,6 @@ objects above most of the absent ones, whose best pose only fits part of another
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,21 +48,9 @@ from bench.registry import register_method
 from bench.types import Prediction, Sample
 from methods.base import PoseMethod
 from metrics.bop.model import ObjectModel
+from metrics.common import one_cpu_thread
 
 # ---------------------------------------------------------------------------- geometry helpers
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one CPU thread for the block (then as before). The many small ops here gain nothing from more,
-    and with one of 2 cores busy, OpenMP's waits at each op made a detection run on the bundled YCB-V sample
-    take 230 s instead of 44 s."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def sample_surface(vertices: Tensor, faces: Tensor, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -307,7 +293,7 @@ class PPFMethod(PoseMethod):
             "max_per_image": max_per_image,
             "seed": seed,
         }
-        with one_thread():
+        with one_cpu_thread("cpu"):  # many small ops: with one of 2 cores busy, OpenMP waits took 230 s, not 44 s
             self.ppf_models = {
                 o: train_model(m, sampling, n_angles, n_dense, max_per_key, seed) for o, m in models.items()
             }
@@ -315,7 +301,7 @@ class PPFMethod(PoseMethod):
     # -- one image
 
     def predict_step(self, batch: list[Sample], batch_idx: int = 0) -> list[Prediction]:
-        with one_thread():
+        with one_cpu_thread("cpu"):
             return [self.predict_one(s) for s in batch]
 
     def predict_one(self, sample: Sample) -> Prediction:
