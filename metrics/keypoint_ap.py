@@ -806,7 +806,9 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
     cross-multiplication, exact for counts. Correctly rounded division is monotone, so the largest ratio gives
     the largest float precision n / (d + eps); the one pair of equal ratios with different floats, 1/1 (precision
     1 - 2^-52) against m/m, m >= 2 (1.0), comes out right because the kept 1/1 carries 1 + 2^-52. The division
-    happens once per recall bin, when the replicate's recall leaves it.
+    happens once per recall bin, when the replicate's recall leaves it. Each detection's counts are read once for
+    all thresholds, and a detection that is an FP at every threshold (most FPs) is added once, to a sum the
+    thresholds share.
     """
     B = wt.shape[1]
     T, D = code.shape
@@ -814,10 +816,13 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
     out = np.empty(B)
     code_dt = np.ascontiguousarray(code.T)  # (D, T): a detection's flags for every threshold side by side
     active = np.zeros(D, np.bool_)
+    all_fp = np.ones(D, np.bool_)  # an FP at every threshold (most FPs): its counts go to one shared sum
     for d in range(D):
         for t in range(T):
             if code_dt[d, t] != 0:
                 active[d] = True
+            if code_dt[d, t] != 2:
+                all_fp[d] = False
     n_chunks = (B + chunk - 1) // chunk
     for c in numba.prange(n_chunks):
         b0 = c * chunk
@@ -835,7 +840,8 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
         # per threshold t and replicate k: TP and FP counts, the recall bin (ptr) and the count that leaves it
         # (nxt), the best point of the bin (n = tp, -1: none; d + eps with d = tp + fp) and the best precision of each bin
         tp = np.zeros((T, nb), np.int32)
-        fp = np.zeros((T, nb), np.int32)
+        fp = np.zeros((T, nb), np.int32)  # FP counts of the detections that are FP at some thresholds only
+        fpa = np.zeros(nb, np.int32)  # FP counts of the detections that are FP at every threshold
         ptr = np.zeros((T, nb), np.int64)
         nxt = np.empty((T, nb))
         bn = np.full((T, nb), -1.0)
@@ -851,6 +857,10 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
             if not active[d]:
                 continue
             row = wt[det_slot[d], b0:b0 + nb]
+            if all_fp[d]:
+                for k in range(nb):
+                    fpa[k] += row[k]
+                continue
             for t in range(T):
                 cd = code_dt[d, t]
                 if cd == 0:
@@ -864,7 +874,7 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
                 for k in range(nb):  # branch-free (vectorises); an undrawn TP repeats the previous point: harmless
                     tpt[k] += row[k]
                     n = float(tpt[k])
-                    den = n + float(fpt[k])
+                    den = n + float(fpt[k] + fpa[k])
                     stay = n < nxtt[k]
                     better = stay & (n * bdt[k] > bnt[k] * den)
                     bnt[k] = n if better else bnt[k]
@@ -886,7 +896,7 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
                         ptr[t, k] = p
                         nxtt[k] = need[k, p]
                         bnt[k] = n
-                        bdt[k] = (n + float(fpt[k])) + eps if n > 0.0 else 1.0  # n = 0: precision 0 (d = 0: 0 / eps)
+                        bdt[k] = (n + float(fpt[k] + fpa[k])) + eps if n > 0.0 else 1.0  # n = 0: precision 0 (d = 0: 0 / eps)
         total = np.zeros(nb)
         for t in range(T):
             for k in range(nb):
