@@ -16,6 +16,11 @@ arrays straight into the kernel (``posearena-flat``).
 is ``python -m bench evaluate method=mine dataset=coco data_root=CASE predictions=RESULTS`` with its default
 1000-replicate bootstrap interval; faster-coco-eval and pycocotools load, evaluate, accumulate and summarize.
 The 10 stats of all three must agree (to 1e-12), else the script fails.
+
+``--bootstrap`` times, in one process through the harness path, the evaluation (matching, accumulation,
+summary) against the 1000-replicate bootstrap interval (per-image statistics, draws, replicates, percentiles):
+minimum of ``--repeat`` runs each, and the share; the first bootstrap call, which loads the compiled kernel
+(numba's one-time start in a process), is printed on its own.
 """
 from __future__ import annotations
 
@@ -157,6 +162,35 @@ print(json.dumps([float(x) for x in ev.stats[:10]]))
 """
 
 
+def bootstrap_share(root: Path, results: Path, repeat: int) -> int:
+    """Evaluation vs bootstrap interval in one process (see the module docstring); prints and returns 0."""
+    from metrics.bootstrap import confidence_intervals
+
+    ds = CocoKeypoints(root)
+    preds = ds.read_predictions(results)
+    metric = ds.build_metric()
+    samples = [ds[i] for i in range(len(ds))]
+    metric.update([(preds.get(s.sample_id) or ds.empty_prediction(s)).output for s in samples],
+                  [s.target for s in samples])
+    res = metric.evaluate()
+    t0 = time.perf_counter()
+    first = confidence_intervals(metric.bootstrap(res), 1000, 0)
+    first_s = time.perf_counter() - t0
+    ev, bs = [], []
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        metric._evaluate()
+        ev.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        ci = confidence_intervals(metric.bootstrap(res), 1000, 0)
+        bs.append(time.perf_counter() - t0)
+        assert ci == first
+    print(f"evaluation {min(ev):.3f} s, bootstrap interval (1000 replicates) {min(bs):.3f} s: "
+          f"{min(bs) / min(ev):.1%} of the evaluation (minimum of {len(ev)}); first call, loading the compiled "
+          f"kernel: {first_s:.3f} s; AP interval [{first['AP_ci_low']:.6f}, {first['AP_ci_high']:.6f}]")
+    return 0
+
+
 def whole_process(root: Path, gt_path: Path, res_path: Path, runs: int) -> int:
     """Each tool as a fresh process (see the module docstring); prints the table and returns 0."""
     import os
@@ -196,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", nargs="*", default=[], help="tools to leave out")
     ap.add_argument("--whole-process", action="store_true", help="time each tool as a fresh process (see above)")
     ap.add_argument("--runs", type=int, default=5, help="--whole-process: alternating rounds (the median is shown)")
+    ap.add_argument("--bootstrap", action="store_true", help="evaluation vs bootstrap interval, in process")
     args = ap.parse_args(argv)
 
     gt, dets = make_case(args.images, args.seed)
@@ -213,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         del gt, dets
         if args.whole_process:
             return whole_process(root, gt_path, res_path, args.runs)
+        if args.bootstrap:
+            return bootstrap_share(root, res_path, max(args.repeat, 7))
         tools = {
             "posearena": lambda: run_posearena(root, res_path),
             "posearena-flat": lambda: run_posearena_flat(gt_path, res_path),
