@@ -264,6 +264,30 @@ def _read_boxes(path: Path, image_ids: Iterable[int], category_id: int) -> dict[
     return {k: (np.array([b for b, _ in v], np.float64), np.array([s for _, s in v], np.float64)) for k, v in out.items()}
 
 
+def image_targets(g: CocoKeypointGT, image_ids: list[int], num_keypoints: np.ndarray
+                  ) -> tuple[list[dict[str, torch.Tensor]], list[torch.Tensor]]:
+    """Each image's GT columns (file order inside an image) and the GT boxes of its annotated, non-crowd people
+    (the person boxes when no detector boxes are given). ``num_keypoints``: per annotation, the count that
+    decides 'annotated' (COCO: the field; whole-body: the labelled body keypoints)."""
+    order = np.argsort(g.ann_image, kind="stable")
+    img = g.ann_image[order]
+    ids = np.asarray(image_ids, np.int64)
+    counts = (np.searchsorted(img, ids, "right") - np.searchsorted(img, ids, "left")).tolist()
+    o = torch.from_numpy(order)
+    cols = {
+        "keypoints": torch.from_numpy(g.keypoints)[o], "area": torch.from_numpy(g.area)[o],
+        "bbox": torch.from_numpy(g.bbox)[o], "iscrowd": torch.from_numpy(g.iscrowd)[o],
+        "num_keypoints": torch.from_numpy(np.asarray(num_keypoints))[o], "ann_id": torch.from_numpy(g.ann_id)[o],
+    }
+    parts = {k: v.split(counts) for k, v in cols.items()}
+    keep = ~cols["iscrowd"] & (cols["num_keypoints"] > 0)
+    kept_counts = [int(x) for x in torch.stack([p.sum() for p in keep.split(counts)]).tolist()] if counts else []
+    boxes = list(cols["bbox"][keep].split(kept_counts)) if counts else []
+    targets = [{"image_id": torch.tensor(i, dtype=torch.long), **{k: parts[k][n] for k in cols}}
+               for n, i in enumerate(image_ids)]
+    return targets, boxes
+
+
 class CocoKeypoints(BenchmarkDataset):
     """COCO val2017 person keypoints; ``sample_id`` is the image id, samples in image-id order."""
 
@@ -297,24 +321,8 @@ class CocoKeypoints(BenchmarkDataset):
             self._targets = self._build_targets()
 
     def _build_targets(self) -> list[dict[str, torch.Tensor]]:
-        g = self.gt
-        order = np.argsort(g.ann_image, kind="stable")
-        img = g.ann_image[order]
-        ids = np.asarray(self.image_ids, np.int64)
-        counts = (np.searchsorted(img, ids, "right") - np.searchsorted(img, ids, "left")).tolist()
-        o = torch.from_numpy(order)
-        cols = {
-            "keypoints": torch.from_numpy(g.keypoints)[o], "area": torch.from_numpy(g.area)[o],
-            "bbox": torch.from_numpy(g.bbox)[o], "iscrowd": torch.from_numpy(g.iscrowd)[o],
-            "num_keypoints": torch.from_numpy(g.num_kpts)[o], "ann_id": torch.from_numpy(g.ann_id)[o],
-        }
-        parts = {k: v.split(counts) for k, v in cols.items()}
-        # GT boxes of annotated, non-crowd people (used when no detector boxes are given)
-        keep = ~cols["iscrowd"] & (cols["num_keypoints"] > 0)
-        kept_counts = [int(x) for x in torch.stack([p.sum() for p in keep.split(counts)]).tolist()] if counts else []
-        self._gt_boxes = cols["bbox"][keep].split(kept_counts) if counts else []
-        return [{"image_id": torch.tensor(i, dtype=torch.long), **{k: parts[k][n] for k in cols}}
-                for n, i in enumerate(self.image_ids)]
+        targets, self._gt_boxes = image_targets(self.gt, self.image_ids, self.gt.num_kpts)
+        return targets
 
     def __len__(self) -> int:
         return len(self.images)

@@ -24,6 +24,7 @@ from bench.data.coco import (
     _check_annotations,
     _load_json,
     check_gt_header,
+    image_targets,
     keypoint_column,
     read_image_table,
     read_person_boxes,
@@ -104,24 +105,10 @@ class CocoWholeBody(BenchmarkDataset):
             self._targets = self._build_targets()
 
     def _build_targets(self) -> list[dict[str, torch.Tensor]]:
-        g = self.gt
-        order = np.argsort(g.ann_image, kind="stable")
-        img = g.ann_image[order]
-        ids = np.asarray(self.image_ids, np.int64)
-        counts = (np.searchsorted(img, ids, "right") - np.searchsorted(img, ids, "left")).tolist()
-        o = torch.from_numpy(order)
-        kp = torch.from_numpy(g.keypoints)[o]
-        cols = {
-            "keypoints": kp, "area": torch.from_numpy(g.area)[o], "bbox": torch.from_numpy(g.bbox)[o],
-            "iscrowd": torch.from_numpy(g.iscrowd)[o], "num_keypoints": (kp[:, :17, 2] > 0).sum(-1),
-            "ann_id": torch.from_numpy(g.ann_id)[o],
-        }
-        parts = {k: v.split(counts) for k, v in cols.items()}
-        keep = ~cols["iscrowd"] & (cols["num_keypoints"] > 0)
-        self._gt_boxes = cols["bbox"][keep].split([int(x) for x in torch.stack(
-            [p.sum() for p in keep.split(counts)]).tolist()]) if counts else []
-        return [{"image_id": torch.tensor(i, dtype=torch.long), **{k: parts[k][n] for k in cols}}
-                for n, i in enumerate(self.image_ids)]
+        """As COCO's, with 'annotated' meaning a labelled body keypoint (the first 17)."""
+        body_labelled = (self.gt.keypoints[:, :17, 2] > 0).sum(-1)
+        targets, self._gt_boxes = image_targets(self.gt, self.image_ids, body_labelled)
+        return targets
 
     def __len__(self) -> int:
         return len(self.images)
