@@ -225,17 +225,22 @@ def read_models(root: Path, obj_ids: Iterable[int]) -> dict[int, ObjectModel]:
     return models
 
 
-def load_depth(path: Path, depth_scale: float, height: int, width: int) -> Tensor:
-    """Depth in mm as the toolkit reads it: ``float32(image) * depth_scale`` (in float32); 0 = missing."""
+def read_image_array(path: Path, what: str, missing: str = "") -> np.ndarray:
+    """A depth or mask image as an array; a missing or unreadable file is one InputError line naming ``what``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im)
+            return np.asarray(im)
     except FileNotFoundError:
-        raise InputError(path, None, None, "depth image not found") from None
+        raise InputError(path, None, None, f"{what} not found{missing}") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise InputError(path, None, None, f"not a readable depth image ({str(e)[:60]})") from None
+        raise InputError(path, None, None, f"not a readable {what} ({str(e)[:60]})") from None
+
+
+def load_depth(path: Path, depth_scale: float, height: int, width: int) -> Tensor:
+    """Depth in mm as the toolkit reads it: ``float32(image) * depth_scale`` (in float32); 0 = missing."""
+    arr = read_image_array(path, "depth image")
     if arr.shape != (height, width):
         raise InputError(
             path, None, None, f"expected a {width}x{height} single-channel depth image, got shape {arr.shape}"
@@ -417,16 +422,8 @@ class BopDataset(BenchmarkDataset):
         return out
 
     def _mask(self, scene: int, folder: str, im: int, gt: int, shape: tuple[int, int]) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
         path = self.split_dir / f"{scene:06d}" / self.params.folder(folder) / f"{im:06d}_{gt:06d}.png"
-        try:
-            with Image.open(path) as m:
-                arr = np.asarray(m)
-        except FileNotFoundError:
-            raise InputError(path, None, None, "mask not found (no scene_gt_coco.json either)") from None
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise InputError(path, None, None, f"not a readable mask image ({str(e)[:60]})") from None
+        arr = read_image_array(path, "mask image", missing=" (no scene_gt_coco.json either)")
         if arr.shape != shape:
             raise InputError(path, None, None, f"expected a {shape[1]}x{shape[0]} mask, got shape {arr.shape}")
         self._coco_files.append(path)
