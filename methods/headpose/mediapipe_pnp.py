@@ -42,7 +42,7 @@ from bench.errors import InputError
 from bench.registry import register_method
 from bench.types import Prediction, Sample
 from methods.base import PoseMethod
-from methods.human2d.blazepose import MEDIAPIPE_NOISE, find_mediapipe_models, stderr_without
+from methods.human2d.blazepose import MEDIAPIPE_NOISE, find_mediapipe_models, options_from_cfg, stderr_without
 from methods.human2d.topdown import load_image
 
 CANONICAL_FACE = Path(__file__).parent / "data" / "canonical_face_model.obj"
@@ -181,7 +181,4 @@ def build(cfg: Any, dataset: Any, weights: str | Path | None) -> MediaPipeHeadPo
     if name not in SUPPORTED_DATASETS:
         raise InputError(None, None, "dataset", f"mediapipe-headpose reads each sample's image; it supports "
                          f"{', '.join(SUPPORTED_DATASETS)}, not {name!r}")
-    get = cfg.get if cfg is not None else (lambda key, default=None: default)
-    d = MediaPipeHeadPoseConfig()
-    return MediaPipeHeadPose(MediaPipeHeadPoseConfig(
-        min_detection_confidence=float(get("min_detection_confidence", d.min_detection_confidence))))
+    return MediaPipeHeadPose(options_from_cfg(MediaPipeHeadPoseConfig, cfg))

@@ -40,7 +40,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -151,6 +151,19 @@ def stderr_without(noise: re.Pattern[str]) -> Iterator[None]:
             kept = [ln for ln in lines if not noise.match(ln.decode("utf-8", "replace").rstrip("\r\n"))]
             if kept:
                 os.write(2, b"".join(kept))
+
+
+def options_from_cfg(cls: type, cfg: Any) -> Any:
+    """The options dataclass ``cls`` of a mediapipe method from its YAML config: each field the config sets, cast
+    to the type of the field's default (int or float); a field typed ``... | None`` may be null."""
+    defaults = cls()
+    get = cfg.get if cfg is not None else (lambda key, default=None: default)
+    values = {}
+    for f in fields(cls):
+        default = getattr(defaults, f.name)
+        value = get(f.name, default)
+        values[f.name] = None if value is None and "None" in str(f.type) else type(default)(value)
+    return cls(**values)
 
 
 def find_mediapipe_models(method: str, files: tuple[str, ...], what: str, versions: str) -> Path:
@@ -269,16 +282,4 @@ def build(cfg: Any, dataset: Any, weights: str | Path | None) -> BlazePose:
     if name not in SUPPORTED_DATASETS:
         raise InputError(None, None, "dataset", f"blazepose predicts the 17 COCO keypoints; it supports "
                          f"{', '.join(SUPPORTED_DATASETS)}, not {name!r}")
-    get = cfg.get if cfg is not None else (lambda key, default=None: default)
-    d = BlazePoseConfig()
-    nms = get("oks_nms_threshold", d.oks_nms_threshold)
-    config = BlazePoseConfig(
-        box_score_threshold=float(get("box_score_threshold", d.box_score_threshold)),
-        padding=float(get("padding", d.padding)),
-        min_crop_size=int(get("min_crop_size", d.min_crop_size)),
-        min_detection_confidence=float(get("min_detection_confidence", d.min_detection_confidence)),
-        min_tracking_confidence=float(get("min_tracking_confidence", d.min_tracking_confidence)),
-        vis_thr=float(get("vis_thr", d.vis_thr)),
-        oks_nms_threshold=None if nms is None else float(nms),
-    )
-    return BlazePose(config)
+    return BlazePose(options_from_cfg(BlazePoseConfig, cfg))

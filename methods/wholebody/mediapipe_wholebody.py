@@ -50,6 +50,7 @@ from methods.human2d.blazepose import (
     Crop,
     cut_window,
     find_mediapipe_models,
+    options_from_cfg,
     square_crop,
     stderr_without,
 )
@@ -281,19 +282,4 @@ def build(cfg: Any, dataset: Any, weights: str | Path | None) -> MediaPipeWholeB
     if name not in SUPPORTED_DATASETS:
         raise InputError(None, None, "dataset", f"mediapipe-wholebody predicts the 133 COCO-WholeBody keypoints; "
                          f"it supports {', '.join(SUPPORTED_DATASETS)}, not {name!r}")
-    get = cfg.get if cfg is not None else (lambda key, default=None: default)
-    d = WholeBodyConfig()
-    nms = get("oks_nms_threshold", d.oks_nms_threshold)
-    return MediaPipeWholeBody(WholeBodyConfig(
-        box_score_threshold=float(get("box_score_threshold", d.box_score_threshold)),
-        padding=float(get("padding", d.padding)),
-        min_crop_size=int(get("min_crop_size", d.min_crop_size)),
-        min_detection_confidence=float(get("min_detection_confidence", d.min_detection_confidence)),
-        min_tracking_confidence=float(get("min_tracking_confidence", d.min_tracking_confidence)),
-        vis_thr=float(get("vis_thr", d.vis_thr)),
-        oks_nms_threshold=None if nms is None else float(nms),
-        hand_scale=float(get("hand_scale", d.hand_scale)),
-        face_scale=float(get("face_scale", d.face_scale)),
-        min_hand_detection_confidence=float(get("min_hand_detection_confidence", d.min_hand_detection_confidence)),
-        min_face_detection_confidence=float(get("min_face_detection_confidence", d.min_face_detection_confidence)),
-    ))
+    return MediaPipeWholeBody(options_from_cfg(WholeBodyConfig, cfg))
