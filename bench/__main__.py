@@ -6,8 +6,10 @@ re-parsing anything differently.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
 import traceback
 import warnings
 
@@ -108,5 +110,33 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _single_process() -> bool:
+    """True when nothing else waits on this process's teardown: not a rank of a multi-process run, and no
+    live non-daemon Python thread."""
+    if "WORLD_SIZE" in os.environ or "LOCAL_RANK" in os.environ:
+        return False
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return False
+    return all(t.daemon or t is threading.main_thread() for t in threading.enumerate())
+
+
+def leave(code: int) -> None:
+    """Exit with ``code``. A single process runs Python's exit handlers (logging, temporary files), flushes
+    its streams and leaves without the interpreter's teardown: every output is written and closed by then,
+    and the teardown only runs the C++ destructors of torch's and CUDA's libraries, which page in about
+    120 MB of library memory that the run never used and take 0.5 s (measured on the 5,000-image COCO case:
+    peak RSS 951 -> 841 MB, issue 15)."""
+    if not _single_process():
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said on it
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

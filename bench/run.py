@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from bench import leaderboard, page, provenance
 from bench.data.base import BenchmarkDataset
 from bench.errors import InputError
+from bench.heap import release_free_memory
 from bench.outcome import Outcome, summarize
 from bench.registry import DATASETS, METHODS, load_datasets, load_methods
 from bench.replay import PredictionsFile
@@ -41,6 +42,7 @@ def run_plain(ds: Any, method: Any, metric: Any, batch_size: int, samples: int, 
     Trainer (and without importing Lightning). ``recorder``: see :meth:`BenchmarkDataset.results_recorder`."""
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
     seen: set[int] = set()
+    release_free_memory()  # what reading the inputs freed (bench/heap.py)
     # one torch thread: a results file feeds small tensors, where intra-op threads only add synchronisation
     # (BOP, 60 images: 0.15 s -> 0.01 s for the matching; the compiled kernels keep their own threads)
     with torch.inference_mode(), one_cpu_thread("cpu"):
@@ -50,7 +52,9 @@ def run_plain(ds: Any, method: Any, metric: Any, batch_size: int, samples: int, 
             if recorder is not None:
                 recorder.update(preds)
             seen.update(s.sample_id for s in batch)
-        outcome = summarize(metric, metric.compute(), len(seen), samples, seed)
+        values = metric.compute()
+        release_free_memory()  # the evaluation's temporaries, before the bootstrap's
+        outcome = summarize(metric, values, len(seen), samples, seed)
         if recorder is not None:
             outcome.results_file = recorder.compute()
         return outcome

@@ -65,24 +65,25 @@ class BootstrapStats:
         if self.count_statistic is not None and not weights.is_floating_point():
             return self.count_statistic(np.ascontiguousarray(weights.cpu().numpy().T))
         if not weights.is_floating_point():
-            weights = weights.to(torch.float64)
+            weights = weights.to(torch.float64, memory_format=torch.contiguous_format)
         per = max(int(self.cost) or int(self.ids.numel()), 1)
         step = max(1, _CHUNK_ELEMS // per)
         return torch.cat([self.statistic(weights[i:i + step]) for i in range(0, weights.shape[0], step)])
 
 
-def resample_counts(n: int, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED, chunk: int = 256,
+def resample_counts(n: int, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED, chunk: int = 64,
                     dtype: torch.dtype = torch.float64) -> Tensor:
     """``(samples, n)`` draw counts: row b counts how often each of n units was drawn (n draws).
 
     The draws are ``torch.randint`` from one seeded CPU generator, in chunks of rows (same numbers whatever
     the chunk size, since the generator is consumed row block after row block in order). The counts are
     summed as integers (int16 while n < 32768: no count can pass n) and returned as ``dtype``: float64 weights
-    by default, or the integers themselves (``dtype=None``) for a ``count_statistic``.
+    by default, or the integers themselves (``dtype=None``) for a ``count_statistic``, stored unit-major (the
+    ``(n, samples)`` C-order layout that ``count_statistic`` takes, so it gets them without a transposed copy).
     """
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     itype = torch.int16 if n <= torch.iinfo(torch.int16).max else torch.int32
-    out = torch.zeros(samples, n, dtype=itype)
+    out = torch.zeros(n, samples, dtype=itype).t() if dtype is None else torch.zeros(samples, n, dtype=itype)
     if n > 0:
         one = torch.ones((), dtype=itype)
         for start in range(0, samples, chunk):

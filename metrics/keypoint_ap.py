@@ -169,7 +169,7 @@ def _exp(x: Tensor) -> Tensor:
 
 def oks_pairs(
     dt_kpts: Tensor, gt_kpts: Tensor, gt_area: Tensor, gt_bbox: Tensor, sigmas: Tensor,
-    pair_dt: Tensor, pair_gt: Tensor, chunk: int = 1 << 15,
+    pair_dt: Tensor, pair_gt: Tensor, chunk: int = 1 << 13,
 ) -> Tensor:
     """OKS of the detection/GT pairs ``(pair_dt[i], pair_gt[i])``: dt (D, K, 3), gt (G, K, 3) -> (P,).
 
@@ -192,13 +192,13 @@ def oks_pairs(
     x, y, w, h = gt_bbox.unbind(-1)
     bx0, bx1, by0, by1 = x - w, x + w * 2, y - h, y + h * 2
     col = torch.arange(K, device=dev)
-    xd_all, yd_all = dt_kpts[..., 0].reshape(-1), dt_kpts[..., 1].reshape(-1)
+    kp_flat = dt_kpts.reshape(-1)  # a view of (D, K, 3): x and y are read in place, no (D, K) copies
     out = torch.empty(pair_dt.numel(), dtype=torch.float64, device=dev)
     zero = torch.zeros((), dtype=torch.float64, device=dev)
     for s in range(0, pair_dt.numel(), chunk):
         pd, pg = pair_dt[s : s + chunk], pair_gt[s : s + chunk]
-        flat = pd[:, None] * K + order[pg]
-        xd, yd = xd_all[flat], yd_all[flat]
+        flat = (pd[:, None] * K + order[pg]) * 3
+        xd, yd = kp_flat[flat], kp_flat[flat + 1]
         hv = has_vis[pg]
         dx = xd - xg[pg]
         dy = yd - yg[pg]
@@ -348,10 +348,9 @@ def _keypoint_ap_stats(dt_image, dt_keypoints, dt_scores, gt_image, gt_keypoints
     keep = rank < max_dets
     order, rank = order[keep], rank[keep]
     d_img = dt_image[order]
-    d_kp = dt_keypoints[order]
-    d_score = dt_scores[order]
+    d_score = dt_scores[order]  # keypoints are read through ``order`` (no reordered copy of them: memory)
     if dt_area is None:
-        xs, ys = d_kp[..., 0], d_kp[..., 1]
+        xs, ys = dt_keypoints[order, :, 0], dt_keypoints[order, :, 1]
         d_area = (xs.amax(-1) - xs.amin(-1)) * (ys.amax(-1) - ys.amin(-1)) if K else torch.zeros_like(d_score)
     else:
         d_area = dt_area.to(dev, f64).reshape(-1)[order]
@@ -378,7 +377,7 @@ def _keypoint_ap_stats(dt_image, dt_keypoints, dt_scores, gt_image, gt_keypoints
         cnt = g_cnt[slot]
         pair_dt = torch.repeat_interleave(dsel, cnt)
         pair_gt = torch.repeat_interleave(g_start[slot], cnt) + _local_index(cnt)  # index into sorted GTs
-        oks = oks_pairs(d_kp, g_kp, g_area, g_bbox, sig, pair_dt, pair_gt)
+        oks = oks_pairs(dt_keypoints, g_kp, g_area, g_bbox, sig, order[pair_dt], pair_gt)
         thr_m = thr.clamp_max(1 - 1e-10)  # pycocotools matches at min(t, 1 - 1e-10)
         cand = oks >= thr_m.min()  # pairs that can match at some threshold
         if bool(cand.any()):
@@ -631,8 +630,8 @@ class KeypointAP(PoseMetric):
                     "gt_ids": e, "image_ids": e}
         g = _dedupe(dim_zero_cat(self.gt_img), dim_zero_cat(self.gt_j))
         d = _dedupe(dim_zero_cat(self.dt_img), dim_zero_cat(self.dt_j))
-        gt = {k: _rows(dim_zero_cat(getattr(self, s)), g) for k, s in _GT_STATES.items()}
-        dt = {k: _rows(dim_zero_cat(getattr(self, s)), d) for k, s in _DT_STATES.items()}
+        gt = {k: _rows(_cat_state(getattr(self, s)), g) for k, s in _GT_STATES.items()}
+        dt = {k: _rows(_cat_state(getattr(self, s)), d) for k, s in _DT_STATES.items()}
         return {**dt, **gt, "image_ids": dim_zero_cat(self.img_ids)[self._image_rows()]}
 
     def _image_rows(self) -> Tensor:
@@ -692,30 +691,29 @@ def image_ap_bootstrap(res: KeypointAPResult, ids: Tensor) -> BootstrapStats:
     """
     a = res.area_labels.index("all")
     det_slot = torch.searchsorted(ids, res.det_image.cpu())
-    tp = res.det_tp[:, :, a].cpu().t().to(torch.float64)  # (T, D)
-    fp = res.det_fp[:, :, a].cpu().t().to(torch.float64)
+    tp = res.det_tp[:, :, a].cpu().t()  # (T, D) bool
+    fp = res.det_fp[:, :, a].cpu().t()
     gt_slot = torch.searchsorted(ids, res.gt_image.cpu())
-    gt_reg = res.gt_regular[:, a].cpu().to(torch.float64)
-    rthr = res.rec_thresholds.cpu()
+    gt_reg = res.gt_regular[:, a].cpu().to(torch.float64).numpy()
+    rthr64 = res.rec_thresholds.cpu().to(torch.float64).numpy()
     eps = _EPS
 
     slots = (det_slot.numpy(), gt_slot.numpy())
-    flags = (np.ascontiguousarray(tp.numpy()), np.ascontiguousarray(fp.numpy()), gt_reg.numpy())
     # 0: ignored, 1: TP, 2: FP per (threshold, detection) for the draw-count kernel
-    code = np.ascontiguousarray((tp + 2.0 * fp).numpy().astype(np.int8))
-    rthr64 = rthr.to(torch.float64).numpy()
+    code = (tp.to(torch.int8) + 2 * fp.to(torch.int8)).contiguous().numpy()
 
     def statistic(w: Tensor) -> Tensor:
         wn = w.cpu().to(torch.float64).numpy()
         counts = _as_counts(wn)
         if counts is not None:  # draw counts: exact integer sums, the same floats in a fraction of the time
-            ap = _count_weighted_ap(counts, slots[0], code, slots[1], flags[2], rthr64, eps, _COUNT_CHUNK)
-        else:
-            ap = _weighted_ap(np.ascontiguousarray(wn), *slots, *flags, rthr64, eps)
+            ap = _count_weighted_ap(counts, slots[0], code, slots[1], gt_reg, rthr64, eps, _COUNT_CHUNK)
+        else:  # float weights: the float flags only here (the usual draw counts never need them: memory)
+            flags = (tp.to(torch.float64).contiguous().numpy(), fp.to(torch.float64).contiguous().numpy())
+            ap = _weighted_ap(np.ascontiguousarray(wn), *slots, *flags, gt_reg, rthr64, eps)
         return torch.from_numpy(ap)[:, None]
 
     def counted(wt: np.ndarray) -> Tensor:  # draw counts, (units, B)
-        return torch.from_numpy(_count_weighted_ap(wt, slots[0], code, slots[1], flags[2], rthr64, eps,
+        return torch.from_numpy(_count_weighted_ap(wt, slots[0], code, slots[1], gt_reg, rthr64, eps,
                                                    _COUNT_CHUNK))[:, None]
 
     return BootstrapStats(ids, ("AP",), statistic, "image", count_statistic=counted)
@@ -913,7 +911,7 @@ def _count_weighted_ap(wt, det_slot, code, gt_slot, gt_reg, rthr, eps, chunk):  
     return out
 
 
-_ROW_BLOCK_ELEMS = 1 << 21  # (row, detection) cells per block of _interpolated_precision: ~16 MB per float64 temporary
+_ROW_BLOCK_ELEMS = 1 << 19  # (row, detection) cells per block of _interpolated_precision: ~4 MB per float64 temporary
 
 
 def _interpolated_precision(tps: Tensor, fps: Tensor, npig: Tensor, rthr: Tensor) -> tuple[Tensor, Tensor]:
@@ -949,9 +947,40 @@ def _local_index(counts: Tensor) -> Tensor:
     return torch.arange(total, device=counts.device) - torch.repeat_interleave(starts, counts)
 
 
+def _adjacent_view(xs: Sequence[Tensor]) -> Tensor | None:
+    """The concatenation of ``xs`` as a view, when they are back-to-back contiguous pieces of one storage
+    (per-image views into a results file's flat arrays, in file order: the usual case); else ``None``.
+    Saves a copy of every detection's keypoints per concatenation (memory, issue 15)."""
+    parts = [x for x in xs if isinstance(x, Tensor) and x.numel()]
+    if not parts or len(parts) != sum(1 for x in xs if not isinstance(x, Tensor) or x.numel()):
+        return None
+    first = parts[0]
+    tail, ptr = first.shape[1:], first.untyped_storage().data_ptr()
+    end = first.storage_offset()
+    for x in parts:
+        if (x.ndim == 0 or x.shape[1:] != tail or x.dtype != first.dtype or x.device != first.device
+                or not x.is_contiguous() or x.untyped_storage().data_ptr() != ptr or x.storage_offset() != end):
+            return None
+        end += x.numel()
+    rows = sum(int(x.shape[0]) for x in parts)
+    return first.as_strided((rows, *tail), torch.empty((rows, *tail), device="meta").stride(),
+                            first.storage_offset())
+
+
+def _cat_state(x: Tensor | list[Tensor]) -> Tensor:
+    """``dim_zero_cat`` of a list state, without a copy when the pieces are adjacent views."""
+    if isinstance(x, Tensor):
+        return x
+    v = _adjacent_view(x)
+    return v if v is not None else dim_zero_cat(x)
+
+
 def _cat(xs: list[Tensor], empty_shape: tuple[int, ...], dev, dtype=torch.float64) -> Tensor:
     if not xs:
         return torch.zeros(empty_shape, dtype=dtype, device=dev)
+    v = _adjacent_view(xs)
+    if v is not None and v.dtype == dtype and v.device == torch.device(dev) and v.shape[1:] == empty_shape[1:]:
+        return v
     try:  # one cat, one conversion (per-item conversions cost more than the data for many small images)
         return torch.cat(xs).to(dev, dtype)
     except (TypeError, RuntimeError):  # mixed devices, shapes like (0,) for "nothing", or non-tensors

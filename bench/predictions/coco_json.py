@@ -36,7 +36,8 @@ import gc
 import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,27 +111,16 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _read(path: Path, image_ids: Iterable[int], num_keypoints: int, categories: tuple[int, ...]) -> _Parsed:
-    """Fast path, else the exact slow path. Memory: the raw bytes are dropped as soon as simdjson holds its own
-    copy (the slow path reads the file again), so the peak is the parsed document (about 4x the file) plus
-    the output arrays; see bench/benchmarks/memory.py (1M detections)."""
+    """Fast path, else the exact slow path (which reads the file again and names the problem)."""
     valid = np.unique(np.fromiter((int(i) for i in image_ids), dtype=np.int64))
     res = None
     if _simdjson is not None:
-        data = _read_bytes(path)
-        brackets = data.count(b"[")
-        parser = _simdjson.Parser()
         try:
-            doc = parser.parse(data)
-        except Exception:  # noqa: BLE001 - not JSON, or not UTF-8: the slow path names the problem
-            doc = None
-        del data
-        if doc is not None:
-            try:
-                res = _fast_path(doc, brackets, num_keypoints)
-            except Exception:  # noqa: BLE001 - any surprise: the exact slow path finds and names the problem
-                res = None
-            del doc
-        del parser  # the parser owns the document's memory
+            res = _fast_path(path, num_keypoints)
+        except OSError as e:
+            raise InputError(path, None, None, f"cannot read the predictions file ({e.strerror or e})") from None
+        except Exception:  # noqa: BLE001 - any surprise: the exact slow path finds and names the problem
+            res = None
         if res is not None and not _fast_checks_pass(res, valid, categories):
             res = None
     if res is None:
@@ -144,51 +134,114 @@ class _Parsed:
     category: np.ndarray
 
 
+PIECE_BYTES = 1 << 20  # the file is read and parsed about this many bytes at a time
 FAST_CHUNK = 65_536  # records converted at a time (bounds the per-record proxies and buffers)
+_RECORD_GAP = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")  # end of one record, comma, start of the next
+_KEYPOINTS_KEY = b'"keypoints"'
 
 
-def _fast_path(doc, brackets: int, K: int) -> _Parsed | None:
-    """Columns straight from the simdjson document, ``FAST_CHUNK`` records at a time into preallocated
-    arrays; ``None`` as soon as anything is unusual. ``brackets`` is the file's count of ``[``."""
-    if not isinstance(doc, _simdjson.Array):
-        return None
-    n = len(doc)
+def _count_records_bound(path: Path) -> int:
+    """An upper bound on the number of records: the occurrences of ``"keypoints"`` (every record has the key;
+    more only if some string holds it), counted a block at a time."""
+    n, tail = 0, b""
+    with path.open("rb") as f:
+        while block := f.read(PIECE_BYTES):
+            n += (tail + block).count(_KEYPOINTS_KEY)
+            tail = block[-(len(_KEYPOINTS_KEY) - 1):]  # a key cut by the block edge is counted once, here
+    return n
+
+
+def _pieces(path: Path) -> Iterator[bytes]:
+    """The results array as consecutive JSON arrays of whole records, about ``PIECE_BYTES`` each, so that the
+    parsed document never holds more than one piece (memory, issue 15). A piece ends at the first
+    ``}`` ``,`` ``{`` after ``PIECE_BYTES``. Such a gap inside a string or a nested value would make the piece
+    invalid JSON (an unclosed string, object or array), which sends the file to the slow path: a piece that
+    parses ends at a true record boundary, so every piece after it starts at one too."""
+    buf, eof, first = b"", False, True
+    with path.open("rb") as f:
+        while True:
+            while not eof and len(buf) < 2 * PIECE_BYTES:
+                block = f.read(PIECE_BYTES)
+                eof = not block
+                buf += block
+            m = None if len(buf) <= PIECE_BYTES else _RECORD_GAP.search(buf, PIECE_BYTES)
+            if m is None and not eof:  # one record longer than a piece: read on
+                block = f.read(PIECE_BYTES)
+                eof = not block
+                buf += block
+                continue
+            if m is None:
+                yield buf if first else b"[" + buf
+                return
+            yield (b"" if first else b"[") + buf[: m.start() + 1] + b"]"
+            buf, first = buf[m.end() - 1:], False
+
+
+def _fast_path(path: Path, K: int) -> _Parsed | None:
+    """Columns straight from simdjson documents of the file's pieces (:func:`_pieces`), ``FAST_CHUNK``
+    records at a time into preallocated arrays; ``None`` as soon as anything is unusual."""
+    cap = _count_records_bound(path)
+    img, cat = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    score, kp = np.empty(cap, np.float64), np.empty((cap, 3 * K), np.float64)
+    area: np.ndarray | None = None
+    n = 0
+    parser = _simdjson.Parser()  # one parser for all pieces: its buffers are allocated once
+    for number, piece in enumerate(_pieces(path)):
+        brackets = piece.count(b"[")
+        try:
+            doc = parser.parse(piece)
+        except Exception:  # noqa: BLE001 - not JSON, or not UTF-8: the slow path names the problem
+            return None
+        del piece
+        if not isinstance(doc, _simdjson.Array):
+            return None
+        m = len(doc)
+        if number == 0 and m and (area is None):
+            first = doc[0]
+            if (isinstance(first, _simdjson.Object) and "bbox" in first
+                    and not (isinstance(first["bbox"], _simdjson.Array) and len(first["bbox"]) == 0)):
+                area = np.empty(cap, np.float64)
+            del first
+        if n + m > cap or brackets != 1 + m + (m if area is not None else 0):
+            return None
+        if not _fill(doc, n, K, img, cat, score, kp, area):
+            return None
+        n += m
+        del doc
     if n == 0:
         return _Parsed(_empty(K), np.zeros(0, np.int64))
-    first = doc[0]
-    use_bbox = (isinstance(first, _simdjson.Object) and "bbox" in first
-                and not (isinstance(first["bbox"], _simdjson.Array) and len(first["bbox"]) == 0))
-    img, cat = np.empty(n, np.int64), np.empty(n, np.int64)
-    score, kp = np.empty(n, np.float64), np.empty((n, 3 * K), np.float64)
-    area = np.empty(n, np.float64) if use_bbox else None
+    return _Parsed(CocoKeypointResults(img[:n], kp[:n].reshape(n, K, 3), score[:n],
+                                       None if area is None else area[:n]), cat[:n])
+
+
+def _fill(doc, start: int, K: int, img, cat, score, kp, area) -> bool:
+    """Copy the records of one parsed piece into the arrays from row ``start``; False if any is unusual."""
     it = iter(doc)
-    start = 0
-    while start < n:
+    while True:
         recs = list(itertools.islice(it, FAST_CHUNK))
-        if not recs or set(map(type, recs)) != {_simdjson.Object}:
-            return None
+        if not recs:
+            return True
+        if set(map(type, recs)) != {_simdjson.Object}:
+            return False
         stop = start + len(recs)
         kps = [r["keypoints"] for r in recs]
         if set(map(type, kps)) != {_simdjson.Array} or set(map(len, kps)) != {3 * K}:
-            return None
+            return False
         i_, c_, s_ = ([r[f] for r in recs] for f in ("image_id", "category_id", "score"))
         if set(map(type, i_)) != {int} or set(map(type, c_)) != {int} or not set(map(type, s_)) <= {int, float}:
-            return None
+            return False
         img[start:stop], cat[start:stop], score[start:stop] = i_, c_, s_
-        # as_buffer flattens nested arrays: the '[' count below makes sure no keypoints array holds one
+        # as_buffer flattens nested arrays: the '[' count of the piece makes sure no keypoints array holds one
         buf = np.frombuffer(b"".join([k.as_buffer(of_type="d") for k in kps]), dtype=np.float64)
         if buf.size != len(recs) * 3 * K:
-            return None
+            return False
         kp[start:stop] = buf.reshape(-1, 3 * K)
         if area is not None:
             a = _bbox_areas(recs)
             if a is None:
-                return None
+                return False
             area[start:stop] = a
         start = stop
-    if brackets != 1 + n + (n if area is not None else 0):
-        return None
-    return _Parsed(CocoKeypointResults(img, kp.reshape(n, K, 3), score, area), cat)
 
 
 def _bbox_areas(recs: list) -> np.ndarray | None:
