@@ -84,3 +84,38 @@ def test_list_names_what_the_registries_hold():
     lines = dict(line.split(":", 1) for line in r.stdout.splitlines())
     assert lines["datasets"].split() == sorted(DATASETS)
     assert lines["methods"].split() == sorted(METHODS)
+
+
+def test_only_a_lone_process_leaves_without_the_teardown(monkeypatch):
+    """``python -m bench`` skips the interpreter's teardown (bench/__main__.py ``leave``) only when nothing else
+    waits on it: not in a rank of a multi-process run, not with a live non-daemon thread."""
+    import threading
+
+    from bench.__main__ import _single_process
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert _single_process()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not _single_process()
+    monkeypatch.delenv("WORLD_SIZE")
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait, daemon=False)
+    worker.start()
+    try:
+        assert not _single_process()
+    finally:
+        release.set()
+        worker.join()
+    assert _single_process()
+
+
+def test_output_and_exit_code_survive_the_fast_exit(tmp_path):
+    """Everything printed before the fast exit arrives, through a pipe, and the exit code is the command's."""
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run([sys.executable, "-m", "bench", "list"], check=False, cwd=REPO, capture_output=True,
+                        text=True, timeout=60, env=env)
+    assert ok.returncode == 0 and ok.stdout.startswith("datasets:") and ok.stdout.endswith("\n")
+    bad = subprocess.run([sys.executable, "-m", "bench", "evaluate", "dataset=nonexistent"], check=False, cwd=REPO,
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("posearena: error:") and "nonexistent" in bad.stderr

@@ -356,3 +356,33 @@ def test_no_detections_matches_faster_coco_eval_and_no_gt_gives_minus_one():
 
 def test_docstring_example():
     assert doctest.testmod(kap, verbose=False).failed == 0
+
+
+def test_per_image_views_of_one_results_array_are_kept_without_copies(tmp_path):
+    """The results reader hands out per-image views of one flat keypoints array; fed in image order, the
+    states and the concatenated detections stay views of it (no copy: issue 15's peak memory), and the
+    numbers are pycocotools' whether the views are adjacent or not (reversed order: copies)."""
+    from bench.predictions.coco_json import read_coco_keypoint_results, results_to_predictions
+
+    gt = _sample_gt()
+    dets = perturbed_predictions(gt, 3)
+    path = tmp_path / "res.json"
+    path.write_text(json.dumps(dets))
+    ids = sorted(im["id"] for im in gt["images"])
+    by_id = results_to_predictions(read_coco_keypoint_results(path, ids, 17))
+    _, targets = to_metric_inputs(gt, dets, 17)
+    targets = sorted(targets, key=lambda t: int(t["image_id"]))
+    none = {"keypoints": torch.zeros(0, 17, 3, dtype=torch.float64), "scores": torch.zeros(0, dtype=torch.float64)}
+    preds = [by_id[int(t["image_id"])].output if int(t["image_id"]) in by_id else {"image_id": t["image_id"], **none}
+             for t in targets]
+    base = next(iter(by_id.values())).output["keypoints"].untyped_storage().data_ptr()
+    want, _ = reference(gt, dets)
+    for order in (list(range(len(targets))), list(range(len(targets)))[::-1]):
+        m = KeypointAP()
+        for s in range(0, len(order), 2):
+            m.update([preds[i] for i in order[s:s + 2]], [targets[i] for i in order[s:s + 2]])
+        shared = [t.untyped_storage().data_ptr() == base for t in m.dt_kpts]
+        flat_shared = m._flat()["dt_keypoints"].untyped_storage().data_ptr() == base
+        assert all(shared) and flat_shared if order[0] == 0 else not any(shared) and not flat_shared
+        got = m.compute()
+        np.testing.assert_allclose([float(got[k]) for k in STAT_KEYS], want, rtol=0, atol=1e-12)

@@ -186,3 +186,51 @@ def test_missing_file(tmp_path):
     with pytest.raises(InputError) as e:
         read(tmp_path / "nope.json")
     assert "cannot read" in e.value.problem
+
+
+# ------------------------------------------------------------------ reading in pieces (issue 15: memory)
+
+def _varied_file(tmp_path: Path, n: int = 120, bbox: bool = False) -> tuple[Path, list[dict]]:
+    """Records with every kind of whitespace between them, so that piece edges fall on all of it."""
+    rng = np.random.default_rng(4)
+    recs = [rec(int(rng.choice(IDS)), np.round(rng.uniform(0, 600, 3 * K), 2).tolist(), float(rng.uniform()),
+                **({"bbox": [1.0, 2.0, float(j + 1), 3.5]} if bbox else {})) for j in range(n)]
+    gaps = [",", ", ", ",\n", "\n,\n  ", " \t,\r\n"]
+    raw = "[\n" + "".join(json.dumps(r) + (gaps[j % len(gaps)] if j < n - 1 else "") for j, r in enumerate(recs)) + "\n]\n"
+    return write(tmp_path, None, raw=raw), recs
+
+
+@pytest.mark.parametrize("piece", [16, 256, 4096, 1 << 22])
+def test_pieces_are_whole_records_and_the_fast_path_reads_them_all(tmp_path, monkeypatch, piece):
+    """A piece shorter than one record (16 bytes) reads on to the next record edge; every piece is a JSON
+    array of whole records and together they are the file's records; the fast path (not the slow one) takes
+    the file and gives the slow path's arrays, bbox areas included."""
+    monkeypatch.setattr(cj, "PIECE_BYTES", piece)
+    for bbox in (False, True):
+        p, recs = _varied_file(tmp_path, bbox=bbox)
+        pieces = [json.loads(x) for x in cj._pieces(p)]
+        assert [r for x in pieces for r in x] == recs
+        assert (len(pieces) == 1) == (piece >= p.stat().st_size)
+        assert cj._count_records_bound(p) == len(recs)  # a "keypoints" key cut by a block edge counts once
+        fast = cj._fast_path(p, K)
+        assert fast is not None
+        with monkeypatch.context() as mp:
+            mp.setattr(cj, "_simdjson", None)
+            slow = read(p)
+        for f in ("image_id", "keypoints", "score", "area"):
+            assert np.array_equal(getattr(fast.results, f), getattr(slow, f)), (f, bbox)
+        assert fast.results.keypoints.shape == (len(recs), K, 3)
+
+
+def test_record_gaps_inside_strings_and_nested_values_give_the_same_arrays(tmp_path, monkeypatch):
+    """'},{' inside a string or a nested list of objects is not a record edge: a piece cut there is not valid
+    JSON, so the file goes to the slow path, which reads it right."""
+    monkeypatch.setattr(cj, "PIECE_BYTES", 64)
+    for extra in ({"note": "a},{b" * 30}, {"parts": [{"x": 1}, {"y": 2}] * 10}):
+        recs = [rec(IDS[j % 4], [float(j)] * (3 * K), s=j / 10, **extra) for j in range(10)]
+        p = write(tmp_path, recs)
+        assert cj._fast_path(p, K) is None
+        got = read(p)
+        assert got.image_id.tolist() == [IDS[j % 4] for j in range(10)]
+        assert got.score.tolist() == [j / 10 for j in range(10)]
+        assert got.keypoints[:, 0, 0].tolist() == [float(j) for j in range(10)]
