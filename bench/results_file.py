@@ -3,7 +3,10 @@
 A user who runs a checkpoint (``weights=``) gets the file the official tools read, so the run can be scored by
 them, re-scored here with ``predictions=`` (the same numbers), or submitted. For BOP that is the BOP19 results
 CSV ``METHOD_DATASET-SPLIT.csv`` (``scene_id,im_id,obj_id,score,R,t,time``, R row-major, t in mm, one time per
-image), the file ``bop_toolkit``'s ``save_bop_results`` writes and its evaluation scripts parse.
+image), the file ``bop_toolkit``'s ``save_bop_results`` writes and its evaluation scripts parse. For COCO-format
+keypoint datasets it is the COCO keypoint results JSON (``[{"image_id", "category_id", "keypoints": [x, y, v] *
+K, "score"}]``, the records mmpose's ``CocoMetric.results2json`` writes and pycocotools' ``loadRes`` reads),
+named ``ANNFILE_METHOD_results.json`` after COCO's ``[type]_[testset]_[alg]_results.json``.
 
 The recorder is a torchmetrics ``Metric`` for one reason: its ``cat`` states are gathered from every process
 like the metric's, so the file is the same for any number of processes (rows deduplicated by image and row,
@@ -12,6 +15,7 @@ Numbers are written as Python's ``repr`` (the shortest string that reads back as
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,11 +57,7 @@ class BopResultsRecorder(Metric):
     def compute(self) -> bytes:
         cols = {k: _cat(getattr(self, k), width) for k, width in
                 (("sample", 0), ("row", 0), ("obj", 0), ("score", 0), ("R", 9), ("t", 3), ("time", 0))}
-        key = cols["sample"] * (int(cols["row"].max()) + 1 if cols["row"].numel() else 1) + cols["row"]
-        key, order = torch.sort(key, stable=True)
-        first = torch.ones_like(key, dtype=torch.bool)
-        first[1:] = key[1:] != key[:-1]  # a repeated image (sampler padding) holds identical rows: keep one
-        keep = order[first]
+        keep = _unique_rows(cols["sample"], cols["row"])
         lines = [BOP19_HEADER]
         for i in keep.tolist():
             scene, im = divmod(int(cols["sample"][i]), self.im_id_limit)
@@ -66,6 +66,56 @@ class BopResultsRecorder(Metric):
             lines.append(f"{scene},{im},{int(cols['obj'][i])},{float(cols['score'][i])!r},{R},{t},"
                          f"{float(cols['time'][i])!r}")
         return ("\n".join(lines) + "\n").encode()
+
+
+class CocoKeypointResultsRecorder(Metric):
+    """Collects the keypoint detections of a model run; :meth:`compute` gives the COCO results JSON bytes (on
+    every rank). ``sample_id`` is the COCO image id; every detection gets ``category_id``."""
+
+    full_state_update = False
+
+    def __init__(self, category_id: int, num_keypoints: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.category_id = int(category_id)
+        self.num_keypoints = int(num_keypoints)
+        for name in ("sample", "row", "score", "keypoints"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: list[Prediction]) -> None:
+        i64, f64 = {"dtype": torch.int64, "device": self.device}, {"dtype": torch.float64, "device": self.device}
+        for p in preds:
+            kp = p.output["keypoints"].reshape(-1, self.num_keypoints * 3).to(**f64)
+            n = kp.shape[0]
+            self.sample.append(torch.full((n,), int(p.sample_id), **i64))
+            self.row.append(torch.arange(n, **i64))
+            self.score.append(p.output["scores"].reshape(n).to(**f64))
+            self.keypoints.append(kp)
+
+    def compute(self) -> bytes:
+        cols = {k: _cat(getattr(self, k), width) for k, width in
+                (("sample", 0), ("row", 0), ("score", 0), ("keypoints", self.num_keypoints * 3))}
+        records = []
+        for i in _unique_rows(cols["sample"], cols["row"]).tolist():
+            kp = ", ".join(repr(x) for x in cols["keypoints"][i].tolist())
+            records.append(f'{{"image_id": {int(cols["sample"][i])}, "category_id": {self.category_id}, '
+                           f'"keypoints": [{kp}], "score": {float(cols["score"][i])!r}}}')
+        return ("[" + ",\n".join(records) + "]\n").encode()
+
+
+def coco_results_name(ann_file: str, method: str) -> str:
+    """``ANNFILE_METHOD_results.json`` (``person_keypoints_val2017_vitpose-b_results.json``): COCO's
+    ``[type]_[testset]_[alg]_results.json``, the method's underscores made hyphens as in the BOP name."""
+    return f"{Path(ann_file).stem}_{method.replace('_', '-')}_results.json"
+
+
+def _unique_rows(sample: Tensor, row: Tensor) -> Tensor:
+    """Indices of one copy of each (image, row), by image, the method's order kept inside an image: a repeated
+    image (sampler padding) holds identical rows."""
+    key = sample * (int(row.max()) + 1 if row.numel() else 1) + row
+    key, order = torch.sort(key, stable=True)
+    first = torch.ones_like(key, dtype=torch.bool)
+    first[1:] = key[1:] != key[:-1]
+    return order[first]
 
 
 def _cat(state: list[Tensor] | Tensor, width: int) -> Tensor:

@@ -1,5 +1,7 @@
-"""The official results file of a model run (bench/results_file.py): what the BOP reader reads back."""
+"""The official results file of a model run (bench/results_file.py): what the BOP and COCO readers read back."""
 from __future__ import annotations
+
+import json
 
 import torch
 
@@ -49,3 +51,57 @@ def test_file_name_keeps_the_toolkit_parse():
     """The toolkit splits ``METHOD_DATASET-SPLIT`` at the first ``_``: a method's underscores become hyphens."""
     assert bop_results_name("gdrnpp", "ycbv", "test") == "gdrnpp_ycbv-test.csv"
     assert bop_results_name("my_method", "tless", "test") == "my-method_tless-test.csv"
+
+
+# ---------------------------------------------------------------- COCO keypoint results JSON
+
+def _kp_pred(image_id: int, n: int, seed: int) -> Prediction:
+    g = torch.Generator().manual_seed(seed)
+    kp = torch.rand(n, 17, 3, generator=g, dtype=torch.float64) * torch.tensor([640.0, 480.0, 1.0])
+    kp[:, :, :2] = kp[:, :, :2].to(torch.float32).to(torch.float64)  # float32 values, as the networks give
+    return Prediction(image_id, {"image_id": torch.tensor(image_id), "keypoints": kp,
+                                 "scores": torch.rand(n, generator=g, dtype=torch.float64)})
+
+
+def test_coco_keypoint_results_read_back_bit_for_bit_and_load_in_pycocotools(tmp_path):
+    """The bundled COCO sample's images in any order, one repeated (sampler padding), one without detections:
+    the JSON holds each detection once, images ascending, the method's order inside an image; our reader gives
+    the same floats back, and pycocotools' loadRes takes the file as it is."""
+    import contextlib
+    import io
+
+    from omegaconf import OmegaConf
+    from pycocotools.coco import COCO
+
+    from bench.data.coco import build_coco
+    from bench.results_file import CocoKeypointResultsRecorder, coco_results_name
+
+    ds = build_coco(OmegaConf.create({"name": "coco", "data_root": None, "person_boxes": None, "sigmas": None}))
+    name, rec = ds.results_recorder("my_net")
+    assert name == coco_results_name("person_keypoints_val2017.json", "my_net") == \
+        "person_keypoints_val2017_my-net_results.json"
+    assert isinstance(rec, CocoKeypointResultsRecorder)
+    ids = ds.image_ids
+    a, b, empty = _kp_pred(ids[2], 3, 0), _kp_pred(ids[0], 1, 1), _kp_pred(ids[1], 0, 2)
+    rec.update([a, empty])
+    rec.update([b, a])
+    path = tmp_path / name
+    path.write_bytes(rec.compute())
+    records = json.loads(path.read_text())
+    assert [r["image_id"] for r in records] == [ids[0], ids[2], ids[2], ids[2]]
+    assert {r["category_id"] for r in records} == {1}
+    back = ds.read_predictions(path)
+    assert sorted(back) == sorted([a.sample_id, b.sample_id])
+    for p in (a, b):
+        for k in ("keypoints", "scores"):
+            assert torch.equal(back[p.sample_id].output[k], p.output[k]), k
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(ds.ann_path))
+        res = coco.loadRes(str(path))
+    assert len(res.anns) == 4
+
+
+def test_coco_nothing_recorded_is_an_empty_list():
+    from bench.results_file import CocoKeypointResultsRecorder
+
+    assert CocoKeypointResultsRecorder(1, 17).compute() == b"[]\n"

@@ -350,6 +350,13 @@ class CocoKeypoints(BenchmarkDataset):
         res = read_coco_keypoint_results(path, self.image_ids, self.gt.num_keypoints, self.gt.category_id)
         return results_to_predictions(res)
 
+    def results_recorder(self, method: str):
+        """A model run's COCO keypoint results JSON (bench/results_file.py), which ``predictions=`` reads back."""
+        from bench.results_file import CocoKeypointResultsRecorder, coco_results_name
+
+        return (coco_results_name(self.ann_path.name, method),
+                CocoKeypointResultsRecorder(self.gt.category_id, self.gt.num_keypoints))
+
     def empty_prediction(self, sample: Sample) -> Prediction:
         K = self.gt.num_keypoints
         return Prediction(sample.sample_id, {"image_id": torch.tensor(sample.sample_id, dtype=torch.long),

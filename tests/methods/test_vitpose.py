@@ -345,3 +345,10 @@ def test_cli_vitpose_b_with_official_checkpoint_writes_a_row(tmp_path):
     assert 0.0 <= metrics["AP"] <= 1.0 and "AR" in metrics
     rows = (boards / "human2d" / "coco.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("vitpose-b,")
+    # the run's COCO keypoint results JSON, scored as a results file, gives the run's numbers exactly
+    results = out / "person_keypoints_val2017_vitpose-b_results.json"
+    assert json.loads(results.read_text()), "the model run wrote no detections"
+    r2 = run_cli("evaluate", "method=vitpose-b", "dataset=coco", f"predictions={results}", f"out={tmp_path / 'o2'}",
+                 f"leaderboard_dir={tmp_path / 'b2'}")
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert json.loads((tmp_path / "o2" / "metrics.json").read_text())["metrics"] == metrics
