@@ -260,9 +260,8 @@ class CategoryKeypoints(SkeletonKeypoints):
         p.output["category_id"] = torch.zeros(0, dtype=torch.long)
         return p
 
-    def results_recorder(self, method: str):
+    def results_recorder(self, method: str) -> None:
         """None: a model's predictions do not carry each animal's category yet, which the file needs."""
-        return None
 
     def build_metric(self) -> XtcocoCategoryKeypointAP:
         return XtcocoCategoryKeypointAP(sigmas=float32_sigmas(self.spec.sigmas), categories=self.gt.categories,
