@@ -6,7 +6,8 @@ CSV ``METHOD_DATASET-SPLIT.csv`` (``scene_id,im_id,obj_id,score,R,t,time``, R ro
 image), the file ``bop_toolkit``'s ``save_bop_results`` writes and its evaluation scripts parse. For COCO-format
 keypoint datasets it is the COCO keypoint results JSON (``[{"image_id", "category_id", "keypoints": [x, y, v] *
 K, "score"}]``, the records mmpose's ``CocoMetric.results2json`` writes and pycocotools' ``loadRes`` reads),
-named ``ANNFILE_METHOD_results.json`` after COCO's ``[type]_[testset]_[alg]_results.json``.
+named ``ANNFILE_METHOD_results.json`` after COCO's ``[type]_[testset]_[alg]_results.json``; COCO-WholeBody's
+is the same name in mmpose's whole-body record layout.
 
 The recorder is a torchmetrics ``Metric`` for one reason: its ``cat`` states are gathered from every process
 like the metric's, so the file is the same for any number of processes (rows deduplicated by image and row,
@@ -99,6 +100,55 @@ class CocoKeypointResultsRecorder(Metric):
             kp = ", ".join(repr(x) for x in cols["keypoints"][i].tolist())
             records.append(f'{{"image_id": {int(cols["sample"][i])}, "category_id": {self.category_id}, '
                            f'"keypoints": [{kp}], "score": {float(cols["score"][i])!r}}}')
+        return ("[" + ",\n".join(records) + "]\n").encode()
+
+
+class WholeBodyResultsRecorder(Metric):
+    """Collects the whole-body detections of a model run; :meth:`compute` gives the COCO-WholeBody results JSON
+    (mmpose's ``CocoWholeBodyMetric.results2json`` records: the 133 keypoints as ``keypoints``, ``foot_kpts``,
+    ``face_kpts``, ``lefthand_kpts``, ``righthand_kpts``, and ``score``; a part's own score only where it is not
+    ``score``). Its reader (bench/predictions/wholebody_json.py) takes the area from the body keypoints, as the
+    methods do."""
+
+    full_state_update = False
+
+    def __init__(self, category_id: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.category_id = int(category_id)
+        for name in ("sample", "row", "part_scores", "keypoints"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: list[Prediction]) -> None:
+        from bench.predictions.wholebody_json import NUM_KEYPOINTS
+
+        i64, f64 = {"dtype": torch.int64, "device": self.device}, {"dtype": torch.float64, "device": self.device}
+        for p in preds:
+            kp = p.output["keypoints"].reshape(-1, NUM_KEYPOINTS * 3).to(**f64)
+            n = kp.shape[0]
+            scores = p.output["scores"].reshape(n, 1).to(**f64)
+            parts = p.output.get("part_scores")
+            self.sample.append(torch.full((n,), int(p.sample_id), **i64))
+            self.row.append(torch.arange(n, **i64))
+            self.part_scores.append(scores.expand(n, 6).clone() if parts is None else
+                                    torch.cat([scores, parts.reshape(n, 6)[:, 1:].to(**f64)], 1))
+            self.keypoints.append(kp)
+
+    def compute(self) -> bytes:
+        from bench.predictions.wholebody_json import NUM_KEYPOINTS, PART_FIELDS, SCORE_FIELDS
+
+        cols = {k: _cat(getattr(self, k), width) for k, width in
+                (("sample", 0), ("row", 0), ("part_scores", 6), ("keypoints", NUM_KEYPOINTS * 3))}
+        records = []
+        for i in _unique_rows(cols["sample"], cols["row"]).tolist():
+            kp, fields, start = cols["keypoints"][i].tolist(), [], 0
+            for name, k in PART_FIELDS:
+                fields.append(f'"{name}": [{", ".join(repr(x) for x in kp[start:start + 3 * k])}]')
+                start += 3 * k
+            s = cols["part_scores"][i].tolist()
+            fields.append(f'"score": {s[0]!r}')
+            fields += [f'"{name}": {v!r}' for name, v in zip(SCORE_FIELDS[1:], s[1:]) if v != s[0]]
+            records.append(f'{{"image_id": {int(cols["sample"][i])}, "category_id": {self.category_id}, '
+                           + ", ".join(fields) + "}")
         return ("[" + ",\n".join(records) + "]\n").encode()
 
 

@@ -105,3 +105,45 @@ def test_coco_nothing_recorded_is_an_empty_list():
     from bench.results_file import CocoKeypointResultsRecorder
 
     assert CocoKeypointResultsRecorder(1, 17).compute() == b"[]\n"
+
+
+def test_wholebody_results_read_back_and_score_as_the_run(tmp_path):
+    """COCO-WholeBody: the record layout of mmpose's results2json (five part arrays, part scores only where they
+    are not ``score``) reads back to the same keypoints and scores, and WholeBodyAP scores the read-back file
+    exactly as the run's own predictions (whose area is the body extent, as ``loadRes`` sets it)."""
+    from omegaconf import OmegaConf
+
+    from bench.data.coco_wholebody import build_coco_wholebody
+    from methods.human2d.dwpose import body_extent
+
+    ds = build_coco_wholebody(OmegaConf.create({}))
+    name, rec = ds.results_recorder("dw_pose")
+    assert name == "coco_wholebody_val_v1.0_dw-pose_results.json"
+    preds = []
+    for n, s in enumerate(ds[i] for i in range(len(ds))):
+        t = s.target
+        g = torch.Generator().manual_seed(n)
+        kp = t["keypoints"][: 1 + n % 2].clone()
+        kp[..., :2] += torch.randn(kp.shape[:-1] + (2,), generator=g, dtype=torch.float64)
+        kp[..., 2] = torch.rand(kp.shape[:-1], generator=g, dtype=torch.float64)
+        sc = torch.rand(kp.shape[0], generator=g, dtype=torch.float64)
+        parts = sc[:, None].expand(-1, 6).clone()
+        if n == 1:
+            parts[:, 2] = 0.25  # one part scored on its own: written as face_score
+        preds.append(Prediction(s.sample_id, {"image_id": t["image_id"], "keypoints": kp, "scores": sc,
+                                              "part_scores": parts, "area": body_extent(kp)}))
+    rec.update(preds[::-1])
+    path = tmp_path / name
+    path.write_bytes(rec.compute())
+    records = json.loads(path.read_text())
+    assert [sorted(r) for r in records[:1]] == [sorted(["image_id", "category_id", "keypoints", "foot_kpts",
+                                                        "face_kpts", "lefthand_kpts", "righthand_kpts", "score"])]
+    assert sum("face_score" in r for r in records) == preds[1].output["keypoints"].shape[0]
+    back = ds.read_predictions(path)
+    for p in preds:
+        for k in ("keypoints", "scores", "part_scores", "area"):
+            assert torch.equal(back[p.sample_id].output[k], p.output[k]), k
+    run, reread = ds.build_metric(), ds.build_metric()
+    run.update([p.output for p in preds], [ds[i].target for i in range(len(ds))])
+    reread.update([back[p.sample_id].output for p in preds], [ds[i].target for i in range(len(ds))])
+    assert {k: float(v) for k, v in run.compute().items()} == {k: float(v) for k, v in reread.compute().items()}

@@ -134,6 +134,12 @@ class CocoWholeBody(BenchmarkDataset):
     def read_predictions(self, path: Path) -> dict[int, Prediction]:
         return results_to_predictions(read_wholebody_results(path, self.image_ids, self.gt.category_id))
 
+    def results_recorder(self, method: str):
+        """A model run's COCO-WholeBody results JSON (bench/results_file.py), which ``predictions=`` reads back."""
+        from bench.results_file import WholeBodyResultsRecorder, coco_results_name
+
+        return coco_results_name(self.ann_path.name, method), WholeBodyResultsRecorder(self.gt.category_id)
+
     def empty_prediction(self, sample: Sample) -> Prediction:
         z = torch.zeros(0, dtype=torch.float64)
         return Prediction(sample.sample_id, {"image_id": torch.tensor(sample.sample_id, dtype=torch.long),
