@@ -24,6 +24,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from bench.predictions.wholebody_json import NUM_KEYPOINTS, PART_FIELDS, SCORE_FIELDS
 from bench.types import Prediction
 
 BOP19_HEADER = "scene_id,im_id,obj_id,score,R,t,time"
@@ -74,12 +75,13 @@ class CocoKeypointResultsRecorder(Metric):
     every rank). ``sample_id`` is the COCO image id; every detection gets ``category_id``."""
 
     full_state_update = False
+    score_width = 1  # score columns kept per detection
 
     def __init__(self, category_id: int, num_keypoints: int, **kwargs: Any):
         super().__init__(**kwargs)
         self.category_id = int(category_id)
         self.num_keypoints = int(num_keypoints)
-        for name in ("sample", "row", "score", "keypoints"):
+        for name in ("sample", "row", "scores", "keypoints"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, preds: list[Prediction]) -> None:
@@ -89,67 +91,52 @@ class CocoKeypointResultsRecorder(Metric):
             n = kp.shape[0]
             self.sample.append(torch.full((n,), int(p.sample_id), **i64))
             self.row.append(torch.arange(n, **i64))
-            self.score.append(p.output["scores"].reshape(n).to(**f64))
+            self.scores.append(self._scores(p.output, n).to(**f64))
             self.keypoints.append(kp)
+
+    def _scores(self, output: dict[str, Tensor], n: int) -> Tensor:
+        return output["scores"].reshape(n, 1)
+
+    def _fields(self, kp: list[float], scores: list[float]) -> list[str]:
+        """The record's fields after image and category, as JSON text."""
+        return [f'"keypoints": [{", ".join(map(repr, kp))}]', f'"score": {scores[0]!r}']
 
     def compute(self) -> bytes:
         cols = {k: _cat(getattr(self, k), width) for k, width in
-                (("sample", 0), ("row", 0), ("score", 0), ("keypoints", self.num_keypoints * 3))}
-        records = []
-        for i in _unique_rows(cols["sample"], cols["row"]).tolist():
-            kp = ", ".join(repr(x) for x in cols["keypoints"][i].tolist())
-            records.append(f'{{"image_id": {int(cols["sample"][i])}, "category_id": {self.category_id}, '
-                           f'"keypoints": [{kp}], "score": {float(cols["score"][i])!r}}}')
+                (("sample", 0), ("row", 0), ("scores", self.score_width), ("keypoints", self.num_keypoints * 3))}
+        records = [
+            f'{{"image_id": {int(cols["sample"][i])}, "category_id": {self.category_id}, '
+            + ", ".join(self._fields(cols["keypoints"][i].tolist(), cols["scores"][i].tolist())) + "}"
+            for i in _unique_rows(cols["sample"], cols["row"]).tolist()
+        ]
         return ("[" + ",\n".join(records) + "]\n").encode()
 
 
-class WholeBodyResultsRecorder(Metric):
-    """Collects the whole-body detections of a model run; :meth:`compute` gives the COCO-WholeBody results JSON
-    (mmpose's ``CocoWholeBodyMetric.results2json`` records: the 133 keypoints as ``keypoints``, ``foot_kpts``,
-    ``face_kpts``, ``lefthand_kpts``, ``righthand_kpts``, and ``score``; a part's own score only where it is not
-    ``score``). Its reader (bench/predictions/wholebody_json.py) takes the area from the body keypoints, as the
-    methods do."""
+class WholeBodyResultsRecorder(CocoKeypointResultsRecorder):
+    """The COCO-WholeBody results JSON: mmpose's ``CocoWholeBodyMetric.results2json`` records (the 133 keypoints
+    as ``keypoints``, ``foot_kpts``, ``face_kpts``, ``lefthand_kpts``, ``righthand_kpts``, and ``score``), a
+    part's own score only where it is not ``score``. Its reader (bench/predictions/wholebody_json.py) takes the
+    area from the body keypoints, as the methods do."""
 
-    full_state_update = False
+    score_width = len(SCORE_FIELDS)
 
     def __init__(self, category_id: int, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.category_id = int(category_id)
-        for name in ("sample", "row", "part_scores", "keypoints"):
-            self.add_state(name, default=[], dist_reduce_fx="cat")
+        super().__init__(category_id, NUM_KEYPOINTS, **kwargs)
 
-    def update(self, preds: list[Prediction]) -> None:
-        from bench.predictions.wholebody_json import NUM_KEYPOINTS
+    def _scores(self, output: dict[str, Tensor], n: int) -> Tensor:
+        score = output["scores"].reshape(n, 1).to(torch.float64)
+        parts = output.get("part_scores")
+        if parts is None:
+            return score.expand(n, self.score_width)
+        return torch.cat([score, parts.reshape(n, self.score_width)[:, 1:].to(torch.float64)], 1)
 
-        i64, f64 = {"dtype": torch.int64, "device": self.device}, {"dtype": torch.float64, "device": self.device}
-        for p in preds:
-            kp = p.output["keypoints"].reshape(-1, NUM_KEYPOINTS * 3).to(**f64)
-            n = kp.shape[0]
-            scores = p.output["scores"].reshape(n, 1).to(**f64)
-            parts = p.output.get("part_scores")
-            self.sample.append(torch.full((n,), int(p.sample_id), **i64))
-            self.row.append(torch.arange(n, **i64))
-            self.part_scores.append(scores.expand(n, 6).clone() if parts is None else
-                                    torch.cat([scores, parts.reshape(n, 6)[:, 1:].to(**f64)], 1))
-            self.keypoints.append(kp)
-
-    def compute(self) -> bytes:
-        from bench.predictions.wholebody_json import NUM_KEYPOINTS, PART_FIELDS, SCORE_FIELDS
-
-        cols = {k: _cat(getattr(self, k), width) for k, width in
-                (("sample", 0), ("row", 0), ("part_scores", 6), ("keypoints", NUM_KEYPOINTS * 3))}
-        records = []
-        for i in _unique_rows(cols["sample"], cols["row"]).tolist():
-            kp, fields, start = cols["keypoints"][i].tolist(), [], 0
-            for name, k in PART_FIELDS:
-                fields.append(f'"{name}": [{", ".join(repr(x) for x in kp[start:start + 3 * k])}]')
-                start += 3 * k
-            s = cols["part_scores"][i].tolist()
-            fields.append(f'"score": {s[0]!r}')
-            fields += [f'"{name}": {v!r}' for name, v in zip(SCORE_FIELDS[1:], s[1:]) if v != s[0]]
-            records.append(f'{{"image_id": {int(cols["sample"][i])}, "category_id": {self.category_id}, '
-                           + ", ".join(fields) + "}")
-        return ("[" + ",\n".join(records) + "]\n").encode()
+    def _fields(self, kp: list[float], scores: list[float]) -> list[str]:
+        fields, start = [], 0
+        for name, k in PART_FIELDS:
+            fields.append(f'"{name}": [{", ".join(map(repr, kp[start:start + 3 * k]))}]')
+            start += 3 * k
+        fields.append(f'"score": {scores[0]!r}')
+        return fields + [f'"{name}": {v!r}' for name, v in zip(SCORE_FIELDS[1:], scores[1:]) if v != scores[0]]
 
 
 def coco_results_name(ann_file: str, method: str) -> str:
