@@ -1,4 +1,5 @@
-"""Shared fixtures: running the CLI in a subprocess, and small COCO cases built from the bundled sample."""
+"""Shared fixtures: running the CLI in a subprocess, small COCO cases built from the bundled sample, a hostile
+pickle payload and one torch thread for the tiny-GEMM tests."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,33 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 COCO_SAMPLE = REPO / "bench" / "data" / "samples" / "coco"
 COCO_GT = COCO_SAMPLE / "annotations" / "person_keypoints_val2017.json"
+
+
+class ShellPayload:
+    """Pickles to ``os.system(cmd)``: what a hostile data file holds (loaders must refuse it, never run it)."""
+
+    def __init__(self, cmd: str):
+        self.cmd = cmd
+
+    def __reduce__(self):
+        return (os.system, (self.cmd,))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny GEMMs on a shared, loaded 2-core machine are ~100x slower with 2 threads (results do not change)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def output_lines(capsys) -> list[str]:
+    """The non-blank lines a run printed (stdout, then stderr) since the last read of ``capsys``."""
+    cap = capsys.readouterr()
+    return [ln for ln in (cap.out + cap.err).splitlines() if ln.strip()]
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

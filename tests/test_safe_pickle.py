@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import io
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -18,16 +17,7 @@ import pytest
 
 from bench.errors import InputError
 from bench.safe_pickle import load_joblib, load_npz, load_pickle, loads
-
-
-class _System:
-    """Pickles to ``os.system(cmd)``."""
-
-    def __init__(self, cmd: str):
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return (os.system, (self.cmd,))
+from tests.conftest import ShellPayload
 
 
 class _Eval:
@@ -67,7 +57,7 @@ def test_plain_data_round_trips(protocol):
 @pytest.mark.parametrize("protocol", [0, 2, 4, 5])
 def test_os_system_pickle_is_refused(tmp_path, protocol):
     marker = tmp_path / "pwned"
-    payload = pickle.dumps({"x": [1, _System(f"touch {marker}")]}, protocol=protocol)
+    payload = pickle.dumps({"x": [1, ShellPayload(f"touch {marker}")]}, protocol=protocol)
     pickle.loads(payload)  # the crafted pickle is live: plain pickle runs the command
     assert marker.exists()
     marker.unlink()
@@ -119,7 +109,7 @@ def test_evil_npz_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     f = tmp_path / "data_3d_h36m.npz"
     evil = np.empty((), dtype=object)
-    evil[()] = {"S9": _System(f"touch {marker}")}
+    evil[()] = {"S9": ShellPayload(f"touch {marker}")}
     np.savez(f, positions_3d=evil)
     np.load(f, allow_pickle=True)["positions_3d"]  # live: numpy's unsafe loader runs the command
     assert marker.exists()
@@ -173,7 +163,7 @@ def test_joblib_files_read_without_joblib(name):
 def test_joblib_refuses_code_and_bad_records(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.joblib"
-    evil.write_bytes(pickle.dumps({"x": _System(f"touch {marker}")}))
+    evil.write_bytes(pickle.dumps({"x": ShellPayload(f"touch {marker}")}))
     with pytest.raises(InputError, match=r"refused to unpickle (posix|os|nt)\.system"):
         load_joblib(evil)
     assert not marker.exists()
@@ -230,7 +220,7 @@ def test_torch_storage_bytes_go_through_weights_only(tmp_path):
     import torch
 
     marker = tmp_path / "pwned"
-    inner = pickle.dumps(_System(f"touch {marker}"))
+    inner = pickle.dumps(ShellPayload(f"touch {marker}"))
     (evil := tmp_path / "evil.pth").write_bytes(pickle.dumps({"x": _StorageFromBytes(inner)}))
     with pytest.raises(InputError, match="not a valid joblib file"):
         load_joblib(evil, allow_torch=True)

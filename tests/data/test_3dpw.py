@@ -11,7 +11,6 @@ checked against SPIN/TokenHMR/mmhuman3d in tests/metrics/test_pve.py.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -27,30 +26,16 @@ from bench.errors import InputError
 from bench.formats.smpl import load_smpl, read_smpl_arrays
 from bench.predictions.npz import UnscoredKeysWarning
 from bench.safe_pickle import loads
-from tests.conftest import run_cli
+from tests.conftest import ShellPayload, output_lines, run_cli
 from tests.smpl_synthetic import synthetic_smpl, write_smpl_dir
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[2]
 J_REG = np.load(REPO / "bench" / "data" / "smpl" / "J_regressor_h36m.npy")
 J14 = [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]
 # tiny GEMMs crawl with 2 threads on a loaded box; the plugin variable registers 3dpw before the lead does
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-class _System:
-    def __init__(self, cmd: str):
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return (os.system, (self.cmd,))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +93,7 @@ def test_default_unpickler_still_refuses_sparse_and_reconstructor():
     with pytest.raises(InputError, match="refused"):
         loads(pickle.dumps(sp.coo_matrix(np.eye(2)), protocol=2), allow_sparse=True)
     with pytest.raises(InputError, match="refused"):
-        loads(pickle.dumps(_System("true"), protocol=2), allow_sparse=True)
+        loads(pickle.dumps(ShellPayload("true"), protocol=2), allow_sparse=True)
 
 
 def test_bad_smpl_dir_errors(tmp_path):
@@ -137,7 +122,7 @@ def test_smpl_file_with_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     (tmp_path / "smpl").mkdir()
     with open(tmp_path / "smpl" / "SMPL_MALE.pkl", "wb") as fh:
-        pickle.dump({"v_template": _System(f"touch {marker}")}, fh, protocol=2)
+        pickle.dump({"v_template": ShellPayload(f"touch {marker}")}, fh, protocol=2)
     with pytest.raises(InputError) as e:
         load_smpl(tmp_path, "male")
     assert e.value.field == "smpl_dir" and "posix.system" in e.value.problem
@@ -387,8 +372,7 @@ def test_cli_joint_sets_write_distinct_rows(case, neutral_preds, tmp_path, capsy
     assert metrics["smpl24"]["MPJPE"] != metrics["h36m14"]["MPJPE"]
     capsys.readouterr()
     code = _main(*args, "dataset.joints=lsp14", f"out={tmp_path / 'bad'}", tmp=tmp_path)
-    cap = capsys.readouterr()
-    lines = [ln for ln in (cap.out + cap.err).splitlines() if ln.strip()]
+    lines = output_lines(capsys)
     assert code == 2 and len(lines) == 1 and "field 'joints'" in lines[0], lines
     assert not (tmp_path / "bad").exists()
 
@@ -399,12 +383,12 @@ def test_cli_errors_are_one_line(case, neutral_preds, tmp_path, capsys):
     evil_root = tmp_path / "evil3dpw"
     (evil_root / "sequenceFiles" / "test").mkdir(parents=True)
     with open(evil_root / "sequenceFiles" / "test" / "x.pkl", "wb") as fh:
-        pickle.dump({"sequence": _System(f"touch {marker}")}, fh, protocol=2)
+        pickle.dump({"sequence": ShellPayload(f"touch {marker}")}, fh, protocol=2)
     evil_smpl = tmp_path / "evilsmpl"
     (evil_smpl / "smpl").mkdir(parents=True)
     for g in ("MALE", "FEMALE"):
         with open(evil_smpl / "smpl" / f"SMPL_{g}.pkl", "wb") as fh:
-            pickle.dump(_System(f"touch {marker}"), fh, protocol=2)
+            pickle.dump(ShellPayload(f"touch {marker}"), fh, protocol=2)
     cases = [
         ([f"data_root={root}", f"smpl_dir={tmp_path / 'nowhere'}"], "field 'smpl_dir'"),
         ([f"data_root={root}"], "field 'smpl_dir'"),
@@ -414,8 +398,7 @@ def test_cli_errors_are_one_line(case, neutral_preds, tmp_path, capsys):
     capsys.readouterr()
     for args, needle in cases:
         code = _main(*args, f"predictions={neutral_preds}", f"out={tmp_path / 'o'}", tmp=tmp_path)
-        cap = capsys.readouterr()
-        lines = [ln for ln in (cap.out + cap.err).splitlines() if ln.strip()]
+        lines = output_lines(capsys)
         assert code == 2 and len(lines) == 1 and needle in lines[0], (args, code, lines)
     assert not marker.exists()
     assert not (tmp_path / "o").exists()

@@ -9,7 +9,6 @@ PROVENANCE.md has the command. The SMPL files are the synthetic SMPL-format mode
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import warnings
 from pathlib import Path
@@ -24,31 +23,17 @@ from bench.data.emdb import EMDBDataset
 from bench.errors import InputError
 from bench.predictions.npz import UnscoredKeysWarning
 from bench.replay import PredictionsFile
-from tests.conftest import run_cli
+from tests.conftest import ShellPayload, output_lines, run_cli
 from tests.data.emdb_reader_golden.inputs import CASES, predictions
 from tests.smpl_synthetic import write_smpl_dir
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((REPO / "tests" / "data" / "emdb_reader_golden" / "golden.json").read_text())
 SAMPLE = SAMPLES_DIR / "emdb"
 TOL = 1e-9  # mm (and % for RTE, 10 m/s^3 for jitter)
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-class _System:
-    def __init__(self, cmd: str):
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return (os.system, (self.cmd,))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +234,7 @@ def test_cli_errors_are_one_line(case, tmp_path, capsys):
     evil = tmp_path / "evil" / "P0" / "x"
     evil.mkdir(parents=True)
     with open(evil / "P0_x_data.pkl", "wb") as fh:
-        pickle.dump({"gender": _System(f"touch {marker}")}, fh)
+        pickle.dump({"gender": ShellPayload(f"touch {marker}")}, fh)
     cases = [
         ([f"data_root={SAMPLE}", f"smpl_dir={tmp_path / 'nowhere'}"], "field 'smpl_dir'"),
         ([f"data_root={tmp_path / 'evil'}", f"smpl_dir={smpl}"], "refused to unpickle posix.system"),
@@ -258,8 +243,7 @@ def test_cli_errors_are_one_line(case, tmp_path, capsys):
     capsys.readouterr()
     for args, needle in cases:
         code = _main(*args, f"predictions={files['rotmat_good_frames']}", f"out={tmp_path / 'o'}", tmp=tmp_path)
-        cap = capsys.readouterr()
-        lines = [ln for ln in (cap.out + cap.err).splitlines() if ln.strip()]
+        lines = output_lines(capsys)
         assert code == 2 and len(lines) == 1 and needle in lines[0], (args, code, lines)
     assert not marker.exists() and not (tmp_path / "o").exists()
 

@@ -9,7 +9,6 @@ synthetic SMPL / SMPL-X files of tests/smpl_synthetic.py and tests/smplx_synthet
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -23,10 +22,12 @@ from bench.data.rich import RICHDataset
 from bench.errors import InputError
 from bench.replay import PredictionsFile
 from bench.safe_pickle import load_joblib
-from tests.conftest import run_cli
+from tests.conftest import ShellPayload, output_lines, run_cli
 from tests.data.rich_golden.inputs import CASES, predictions
 from tests.smpl_synthetic import write_smpl_dir
 from tests.smplx_synthetic import write_smplx_dir
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((REPO / "tests" / "data" / "rich_golden" / "golden.json").read_text())
@@ -34,22 +35,6 @@ SAMPLE = SAMPLES_DIR / "rich"
 TOL = 1e-9  # mm (mm/s^2 for ACCEL)
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 KEYS = ("PA-MPJPE", "MPJPE", "PVE", "ACCEL")
-
-
-class _System:
-    def __init__(self, cmd: str):
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return (os.system, (self.cmd,))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +216,7 @@ def test_cli_errors_are_one_line(case, tmp_path, capsys):
     marker = tmp_path / "pwned"
     (tmp_path / "evil").mkdir()
     with open(tmp_path / "evil" / "rich_test_vit.pth", "wb") as fh:
-        pickle.dump({"vid": [_System(f"touch {marker}")]}, fh)
+        pickle.dump({"vid": [ShellPayload(f"touch {marker}")]}, fh)
     cases = [
         ([f"data_root={SAMPLE}", f"smpl_dir={tmp_path / 'nowhere'}"], "field 'smpl_dir'"),
         ([f"data_root={tmp_path / 'evil'}", f"smpl_dir={models}"], "refused to unpickle posix.system"),
@@ -240,8 +225,7 @@ def test_cli_errors_are_one_line(case, tmp_path, capsys):
     capsys.readouterr()
     for args, needle in cases:
         code = _main(*args, f"predictions={files['rotmat_scored_frames']}", f"out={tmp_path / 'o'}", tmp=tmp_path)
-        cap = capsys.readouterr()
-        lines = [ln for ln in (cap.out + cap.err).splitlines() if ln.strip()]
+        lines = output_lines(capsys)
         assert code == 2 and len(lines) == 1 and needle in lines[0], (args, code, lines)
     assert not marker.exists() and not (tmp_path / "o").exists()
 

@@ -31,18 +31,11 @@ import torch
 from metrics.pve import H36M_TO_J14, MeshError, mesh_errors
 from tests.data.threedpw_golden.inputs import golden_meshes
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((REPO / "tests" / "data" / "threedpw_golden" / "metrics_golden.json").read_text())
 J_REG = torch.from_numpy(np.load(REPO / "bench" / "data" / "smpl" / "J_regressor_h36m.npy"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny GEMMs on a shared, loaded 2-core machine are ~100x slower with 2 threads (results do not change)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,11 @@ from metrics.pve import JOINT_SETS, MeshError, mesh_errors
 from tests.data.threedpw_golden.inputs import golden_meshes
 from tests.smpl_synthetic import synthetic_smpl
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((REPO / "tests" / "data" / "threedpw_smpl24_golden" / "metrics_golden.json").read_text())
 J_REG_H36M = torch.from_numpy(np.load(REPO / "bench" / "data" / "smpl" / "J_regressor_h36m.npy"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,11 @@ import torch
 from metrics import world_motion as wm
 from tests.data.emdb_golden.inputs import golden_sequences
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((REPO / "tests" / "data" / "emdb_golden" / "metrics_golden.json").read_text())
 TOL = 1e-9  # mm (and % for RTE, 10 m/s^3 for jitter)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
